@@ -1,0 +1,1 @@
+"""braingan: does a class-conditional DCGAN help a brain-MRI classifier?"""
