@@ -63,13 +63,13 @@ def test_unknown_corruption_or_severity():
 
 
 def test_robustness_table_with_fixed_predict_fn():
-  # Label 0: uniform -0.8 images; label 1: uniform +0.6. The classifier says 1 iff mean > 0.
+  # Label 0: uniform -0.6 images; label 1: uniform +0.6. The classifier says 1 iff mean > 0.
   # Noise, blur, JPEG and small rotations keep every mean on its side of 0; brightness/contrast
-  # at severity 3 maps -0.8 to ((0.1 - 0.5) * 0.4 + 0.5 + 0.3) * 2 - 1 = +0.28, so every
-  # label-0 image is then misread (severities 1 and 2 give -0.44 and -0.08).
+  # at severity 3 maps -0.6 to ((0.2 - 0.5) * 0.5 + 0.5 + 0.2) * 2 - 1 = +0.1, so every
+  # label-0 image is then misread (severities 1 and 2 give -0.44 and -0.25).
   n = 10
   labels = np.array([0, 1] * (n // 2))
-  images = np.where(labels[:, None, None, None] == 0, -0.8, 0.6) * np.ones((n, 16, 16, 1))
+  images = np.where(labels[:, None, None, None] == 0, -0.6, 0.6) * np.ones((n, 16, 16, 1))
   images = images.astype(np.float32)
   calls = []
 

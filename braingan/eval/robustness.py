@@ -23,7 +23,7 @@ SEVERITIES = (1, 2, 3)
 SEVERITY_PARAMS = {
     'gaussian_noise': {1: 0.04, 2: 0.08, 3: 0.16},       # noise std
     'gaussian_blur': {1: 0.75, 2: 1.5, 3: 3.0},          # sigma (px at width 128)
-    'brightness_contrast': {1: (0.1, 0.8), 2: (0.2, 0.6), 3: (0.3, 0.4)},  # (shift, contrast)
+    'brightness_contrast': {1: (0.05, 0.9), 2: (0.1, 0.75), 3: (0.2, 0.5)},  # (shift, contrast)
     'jpeg': {1: 50, 2: 25, 3: 10},                       # Pillow JPEG quality
     'rotation': {1: 5.0, 2: 10.0, 3: 15.0},              # degrees, random sign per image
 }
