@@ -1,0 +1,77 @@
+"""A TFDS dataset builder over the user's image folder, driven by manifest.csv.
+
+The folder is TFDS's manual dir; the manifest says which file belongs to which split. Each image
+is decoded and resized once, by `decode.load_gray`, and stored as uint8 [S, S, 1] so later reads
+are plain tensor reads. The builder config's name carries the image size, the resize mode and
+the manifest's digest: a new split or size makes a new config, never a stale reuse.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from braingan.data import CLASSES
+from braingan.data import decode
+from braingan.data import manifest as manifest_lib
+
+
+@dataclasses.dataclass
+class BrainMriConfig(tfds.core.BuilderConfig):
+  manifest_path: str = ''
+  image_size: int = 128
+  resize: str = 'squash'
+
+
+class BrainMri(tfds.core.GeneratorBasedBuilder):
+  """Brain MRI slices in four classes, grayscale, resized, split by braingan's manifest."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Manifest-driven split with duplicate groups on one side.'}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Point config.data.data_dir at a folder with one sub-folder per class (glioma, meningioma, '
+      'no_tumor/notumor, pituitary; *_tumor aliases work). braingan writes manifest.csv first.')
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    size = self.builder_config.image_size
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            'image': tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
+            'label': tfds.features.ClassLabel(names=list(CLASSES)),
+            'sha256': tfds.features.Text(),
+            'path': tfds.features.Text(),
+        }),
+        supervised_keys=('image', 'label'),
+        description='braingan brain MRI slices (see manifest.csv for provenance).',
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Paths in the manifest are absolute; the manual dir is the same folder.
+    rows = manifest_lib.read(self.builder_config.manifest_path)
+    return {split: self._generate_examples([r for r in rows if r.split == split])
+            for split in ('train', 'validation')}
+
+  def _generate_examples(self, rows):
+    cfg = self.builder_config
+    for row in rows:
+      gray = decode.load_gray(row.path, cfg.image_size, cfg.resize)
+      yield row.sha256, {'image': gray[..., None], 'label': CLASSES.index(row.label),
+                         'sha256': row.sha256, 'path': row.path}
+
+
+def builder_for(manifest_path: str, image_size: int, resize: str, tfds_dir: str) -> BrainMri:
+  name = f'{image_size}px_{resize}_{manifest_lib.digest(manifest_path)}'
+  config = BrainMriConfig(name=name, manifest_path=os.path.abspath(manifest_path),
+                          image_size=image_size, resize=resize)
+  return BrainMri(config=config, data_dir=tfds_dir)
+
+
+def build(manifest_path: str, image_size: int, resize: str, tfds_dir: str,
+          data_dir: str) -> BrainMri:
+  """Prepares the dataset once into tfds_dir (a no-op when it is already there)."""
+  builder = builder_for(manifest_path, image_size, resize, tfds_dir)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=os.path.abspath(data_dir)))
+  return builder
