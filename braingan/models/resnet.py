@@ -1,0 +1,188 @@
+"""ResNet50 (Keras `keras.applications.ResNet50` layout) + the original study's head, in Flax Linen.
+
+Why the Keras layout and not torchvision's: the study fine-tuned Keras's ResNet50 from its ImageNet
+weights, so the model has to be able to load that exact file (see `pretrained.py`). The Keras layout
+differs from torchvision's in ways that change the numbers: the stride sits on the first 1x1 conv of a
+block (v1, not v1.5), every conv has a bias, BatchNorm epsilon is 1.001e-5, the stem is an explicit
+ZeroPadding(3) + VALID 7x7/2 conv and ZeroPadding(1) + VALID 3x3/2 max pool, and inputs use 'caffe'
+preprocessing (pixels 0..255, RGB->BGR, minus the ImageNet mean, no scaling).
+
+Every parameter lives at the top level of the variable tree under the Keras layer name
+(`conv1_conv`, `conv2_block1_1_conv`, `conv2_block1_0_bn`, ...) so the importer's mapping is the
+identity on names and freezing prefixes read like the study's layer list. The head is `head_dense`
+(Dense 512 ReLU) and `head_logits`.
+
+Speed (see braingan/bench/classifier.py): a strided 1x1 conv is computed as "subsample, then 1x1 conv"
+and a 1x1 conv as a matmul. Both are exact reformulations (a 1x1 kernel with stride s only ever reads
+the pixels at multiples of s), and XLA:CPU's gradients for them are much cheaper than for a strided
+convolution.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# 'caffe' preprocessing constants, in BGR order (as keras.applications.imagenet_utils).
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+BN_EPSILON = 1.001e-5
+BN_MOMENTUM = 0.99  # Keras BatchNormalization default.
+RESNET50_STAGES = (3, 4, 6, 3)
+_GLOROT = nn.initializers.glorot_uniform()  # Keras's default for Conv2D and Dense.
+
+
+def path_is_frozen(path: str, prefixes: Sequence[str]) -> bool:
+  """True when '/'-joined `path` equals one of `prefixes` or lies under it (whole components)."""
+  return any(path == p or path.startswith(p.rstrip('/') + '/') for p in prefixes)
+
+
+def caffe_preprocess(x: jax.Array) -> jax.Array:
+  """[-1, 1] images (1 or 3 channels, RGB) -> Keras 'caffe' input: BGR pixels minus ImageNet mean.
+
+  Grayscale is repeated to 3 channels first, as the original study did.
+  """
+  pixels = (x + 1.0) * 127.5  # Inverse of the pipeline's (p - 127.5) / 127.5.
+  if pixels.shape[-1] == 1:
+    pixels = jnp.repeat(pixels, 3, axis=-1)
+  bgr = pixels[..., ::-1]
+  return bgr - jnp.asarray(IMAGENET_MEAN_BGR, dtype=x.dtype)
+
+
+class KerasConv(nn.Module):
+  """Conv2D with Keras's parameter shapes (kernel [kh, kw, in, out], bias [out]).
+
+  padding: 'valid' or 'same' (Keras semantics; 'same' is only used with stride 1 here).
+  1x1 kernels run as (subsample +) matmul; larger ones as a lax convolution.
+  """
+  features: int
+  kernel_size: int
+  strides: int = 1
+  padding: str = 'valid'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param('kernel', _GLOROT,
+                        (k, k, x.shape[-1], self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    if k == 1:
+      if self.strides > 1:
+        x = x[:, ::self.strides, ::self.strides, :]
+      y = jnp.dot(x, kernel[0, 0])
+    else:
+      if self.padding == 'same' and self.strides != 1:
+        raise ValueError('KerasConv: padding="same" is only implemented for stride 1')
+      pad = [((k - 1) // 2, k // 2)] * 2 if self.padding == 'same' else 'VALID'
+      y = jax.lax.conv_general_dilated(
+          x, kernel, (self.strides, self.strides), pad,
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y + bias
+
+
+class ResNetClassifier(nn.Module):
+  """Keras-layout ResNet (ResNet50 by default) backbone + GAP -> Dense 512 ReLU -> Dropout -> logits.
+
+  Attributes:
+    num_classes: logits produced by the head.
+    stage_sizes: residual blocks per stage; (3, 4, 6, 3) is ResNet50. Tests use (1, 1, 1, 1).
+    width: filters of the first stage's bottleneck (64 in ResNet50); doubles every stage.
+    head_units: width of the penultimate Dense layer (its output is `features`).
+    dropout: dropout rate before the logits layer.
+    preprocess: 'caffe' (Keras ResNet50's) or 'none' (feed [-1, 1] straight in).
+    frozen: parameter-path prefixes whose BatchNorm layers always run in inference mode (as a Keras
+      layer with trainable=False does). The optimiser separately keeps their parameters fixed.
+  """
+  num_classes: int = 4
+  stage_sizes: Sequence[int] = RESNET50_STAGES
+  width: int = 64
+  head_units: int = 512
+  dropout: float = 0.5
+  preprocess: str = 'caffe'
+  frozen: Sequence[str] = ()
+
+  def _bn(self, name: str, train: bool) -> nn.BatchNorm:
+    return nn.BatchNorm(
+        use_running_average=not train or path_is_frozen(name, self.frozen),
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+  def _block(self, x, filters: int, stride: int, conv_shortcut: bool, name: str, train: bool):
+    """Keras `block1`: the stride sits on the first 1x1 conv (and the projection shortcut)."""
+    if conv_shortcut:
+      shortcut = KerasConv(4 * filters, 1, stride, name=f'{name}_0_conv')(x)
+      shortcut = self._bn(f'{name}_0_bn', train)(shortcut)
+    else:
+      shortcut = x
+    y = KerasConv(filters, 1, stride, name=f'{name}_1_conv')(x)
+    y = nn.relu(self._bn(f'{name}_1_bn', train)(y))
+    y = KerasConv(filters, 3, 1, 'same', name=f'{name}_2_conv')(y)
+    y = nn.relu(self._bn(f'{name}_2_bn', train)(y))
+    y = KerasConv(4 * filters, 1, name=f'{name}_3_conv')(y)
+    y = self._bn(f'{name}_3_bn', train)(y)
+    return nn.relu(shortcut + y)
+
+  def backbone(self, x: jax.Array, train: bool) -> jax.Array:
+    """Keras ResNet50(include_top=False) on already-preprocessed input -> [B, h, w, 32*width]."""
+    x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))  # conv1_pad
+    x = KerasConv(self.width, 7, 2, name='conv1_conv')(x)
+    x = nn.relu(self._bn('conv1_bn', train)(x))
+    # pool1_pad + pool1_pool. Zero padding (not -inf) as Keras; after ReLU inputs are >= 0 so
+    # the two agree, but zeros are what Keras literally does.
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    x = nn.max_pool(x, (3, 3), (2, 2), 'VALID')
+    for stage, blocks in enumerate(self.stage_sizes):
+      filters = self.width * 2 ** stage
+      for b in range(blocks):
+        stride = 2 if (stage > 0 and b == 0) else 1
+        x = self._block(x, filters, stride, b == 0, f'conv{stage + 2}_block{b + 1}', train)
+    return x
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, output: str = 'logits') -> jax.Array:
+    """x: float [B, H, W, 1 or 3] in [-1, 1].
+
+    output: 'logits' [B, num_classes], 'features' (the 512-d penultimate activations, after ReLU,
+    for FID-style statistics) or 'backbone' (the Keras include_top=False output map).
+    """
+    if self.preprocess == 'caffe':
+      x = caffe_preprocess(x)
+    elif self.preprocess == 'none':
+      if x.shape[-1] == 1:
+        x = jnp.repeat(x, 3, axis=-1)
+    else:
+      raise ValueError(f"preprocess={self.preprocess!r}: expected 'caffe' or 'none'")
+    x = self.backbone(x, train)
+    if output == 'backbone':
+      return x
+    x = jnp.mean(x, axis=(1, 2))  # GlobalAveragePooling2D
+    x = nn.relu(nn.Dense(self.head_units, kernel_init=_GLOROT, name='head_dense')(x))
+    if output == 'features':
+      return x
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, kernel_init=_GLOROT, name='head_logits')(x)
+
+
+def init_variables(model: ResNetClassifier, input_shape: Sequence[int], seed: int = 0) -> dict:
+  """Keras-default initial variables, drawn with NumPy from the shapes of `model.init`.
+
+  Why not `jax.jit(model.init)`: XLA:CPU takes ~15 s to compile the ~100 threefry draws of even
+  a tiny ResNet, more than the rest of a test. Values follow Keras defaults: glorot-uniform
+  kernels, zero biases, BN gamma 1 / beta 0 / moving mean 0 / moving variance 1.
+  """
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros(input_shape, jnp.float32))
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    name = path[-1].key
+    if name == 'kernel':
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      receptive = int(np.prod(leaf.shape[:-2])) if len(leaf.shape) > 2 else 1
+      fan_out = leaf.shape[-1] * receptive
+      limit = np.sqrt(6.0 / (fan_in + fan_out))
+      return jnp.asarray(rng.uniform(-limit, limit, leaf.shape).astype(leaf.dtype))
+    value = 1.0 if name in ('scale', 'var') else 0.0
+    return jnp.full(leaf.shape, value, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, dict(shapes))
