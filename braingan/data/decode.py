@@ -52,7 +52,9 @@ def _open(source: Source) -> Image.Image:
   except UnidentifiedImageError:
     raise ImageError(name, 'not an image (format not recognised)') from None
   except OSError as e:
-    raise ImageError(name, f'cannot open: {e.strerror or e}') from None
+    if e.errno is not None:  # The file system refused: missing, a link loop, no permission.
+      raise ImageError(name, f'cannot read: {e.strerror or e}') from None
+    raise ImageError(name, f'corrupt or truncated image: {e}') from None
   width, height = image.size
   if width * height > MAX_PIXELS:
     raise ImageError(name, f'image too large ({width}x{height} > {MAX_PIXELS} pixels)')

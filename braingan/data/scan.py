@@ -80,6 +80,8 @@ def _sha256(path: str) -> str:
 
 def _inspect(record: Record) -> Record:
   """Fills hashes and image facts; on failure sets `reason` instead of raising."""
+  if record.reason:  # Already known to be unusable (e.g. a link loop found while walking).
+    return record
   ext = os.path.splitext(record.path)[1].lower()
   if ext not in IMAGE_EXTENSIONS:
     record.reason = f'not an image file (extension {ext or "none"!r})'
