@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from braingan.eval import plots
+from braingan.eval import gan_metrics, plots, report, robustness, stats
 
 NAMES = ['glioma', 'meningioma', 'no_tumor', 'pituitary']
 
@@ -70,3 +70,98 @@ def test_prediction_grid_marks_mistakes_red(tmp_path):
     return int(np.sum((rgb[..., 0] > 180) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)))
   assert red_pixels(right) == 0
   assert red_pixels(wrong) > 100
+
+
+def _comparison(n=200, seed=1, aug_strength=1.5):
+  rng = np.random.default_rng(seed)
+  y = rng.integers(0, 4, n)
+  def probs(strength):
+    logits = rng.normal(size=(n, 4))
+    logits[np.arange(n), y] += strength
+    e = np.exp(logits)
+    return e / e.sum(1, keepdims=True)
+  return stats.compare_models(y, probs(1.5), probs(aug_strength), NAMES, n_boot=200, seed=0)
+
+
+def _gan_section():
+  rng = np.random.default_rng(2)
+  real, gen = rng.normal(size=(40, 8)), rng.normal(size=(40, 8)) + 0.2
+  labels = np.repeat(np.arange(4), 10)
+  mem = gan_metrics.memorisation(gen, rng.normal(size=(80, 8)), real)
+  return {'feature_extractor': 'baseline classifier penultimate layer (512-d)',
+          'fid': gan_metrics.frechet_distance(real, gen),
+          'kid': gan_metrics.kernel_inception_distance(real, gen, n_subsets=5, subset_size=20),
+          'n_real': 40, 'n_generated': 40,
+          'per_class': gan_metrics.per_class_scores(real, labels, gen, labels, NAMES,
+                                                    kid_subsets=3, kid_subset_size=5),
+          'generated_accuracy': 0.8125,
+          'cas': {'accuracy': 0.61, 'macro_f1': 0.58, 'budget': '2 epochs'},
+          'memorisation': mem}  # arrays left in on purpose: the writer must cope
+
+
+def test_report_no_evidence_verdict(tmp_path):
+  metrics = _comparison(aug_strength=1.5)
+  assert metrics['mcnemar_p'] >= 0.05  # same strength: the constructed case has no real effect
+  table = {'clean': 0.9, 'gaussian_noise': {'1': 0.85, '2': 0.8, '3': 0.6}}
+  metrics['baseline']['robustness'] = table
+  metrics['augmented']['robustness'] = {'clean': 0.91, 'gaussian_noise': {'1': 0.86, '2': 0.82, '3': 0.7}}
+  metrics['gan'] = _gan_section()
+  fig_path = plots.confusion_matrices({m: metrics[m]['confusion_matrix'] for m in ('baseline', 'augmented')},
+                                      NAMES, str(tmp_path / 'figs' / 'cm.png'))
+  path = report.write_report(str(tmp_path), metrics, {'confusion_matrices': fig_path, 'extra_plot': fig_path},
+                             {'baseline_run': 'runs/clf_real', 'augmented_run': 'runs/clf_aug',
+                              'data_dir': '/data/Training', 'notes': ['reduced budgets: 2 epochs']})
+  text = open(path).read()
+  assert 'No evidence of a difference' in text
+  assert report.format_p(metrics['mcnemar_p']) in text
+  for model in ('baseline', 'augmented'):
+    m = metrics[model]
+    assert f'{100 * m["accuracy"]:.1f}%' in text
+    assert f'{m["macro_f1"]:.3f}' in text
+    ci = m['bootstrap']['accuracy']
+    assert f'[{100 * ci["low"]:.1f}%, {100 * ci["high"]:.1f}%]' in text
+    assert f'{m["per_class"]["pituitary"]["specificity"]:.3f}' in text
+  d = metrics['difference']['accuracy']
+  assert f'[{100 * d["low"]:+.1f} pp, {100 * d["high"]:+.1f} pp]' in text
+  assert f'b = {metrics["mcnemar"]["b"]}' in text
+  assert '200 images' in text and 'runs/clf_aug' in text and 'reduced budgets' in text
+  assert 'std 0.16' in text and '+10.0 pp' in text  # robustness row, severity described
+  assert f'{metrics["gan"]["fid"]:.2f}' in text and '81.2%' in text and '2 epochs' in text
+  assert 'Memorisation check' in text
+  assert '](figs/cm.png)' in text and 'Other figures' in text
+
+
+def test_report_significant_verdict_does_not_overclaim(tmp_path):
+  metrics = _comparison(aug_strength=6.0)
+  assert metrics['mcnemar_p'] < 0.05
+  text = open(report.write_report(str(tmp_path), metrics, {}, {})).read()
+  assert "augmented classifier's accuracy is higher" in text
+  assert 'No evidence' not in text
+  assert 'one training run' in text
+
+
+def test_verdict_lower_and_weak():
+  comparison = {'n_images': 100, 'mcnemar_p': 0.04,
+                'baseline': {'accuracy': 0.9}, 'augmented': {'accuracy': 0.85},
+                'difference': {'accuracy': {'point': -0.05, 'low': -0.1, 'high': 0.0}}}
+  text = report.verdict(comparison)
+  assert 'lower' in text and 'weak' in text and 'p = 0.040' in text
+
+
+def test_metrics_json_round_trip(tmp_path):
+  metrics = _comparison(n=60)
+  metrics['gan'] = _gan_section()
+  metrics['baseline']['roc_auc']['macro'] = float('nan')  # strict JSON: NaN must become null
+  path = report.write_metrics_json(str(tmp_path / 'metrics.json'), metrics)
+  loaded = json.load(open(path))
+  assert loaded['baseline']['roc_auc']['macro'] is None
+  assert loaded['n_images'] == 60 and loaded['mcnemar_p'] == metrics['mcnemar_p']
+  for model in ('baseline', 'augmented'):
+    assert loaded[model]['confusion_matrix'] == metrics[model]['confusion_matrix']
+    assert loaded[model]['per_class'] == metrics[model]['per_class']
+    assert loaded[model]['accuracy'] == metrics[model]['accuracy']
+  assert loaded['gan']['memorisation']['gen_nn_distance'] == pytest.approx(
+      list(metrics['gan']['memorisation']['gen_nn_distance']))
+  del metrics['baseline']['per_class']['glioma']['specificity']
+  with pytest.raises(ValueError, match='specificity'):
+    report.write_metrics_json(str(tmp_path / 'bad.json'), metrics)
