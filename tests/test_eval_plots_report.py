@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from braingan.eval import gan_metrics, plots, report, robustness, stats
+from braingan.eval import gan_metrics, plots, report, stats
 
 NAMES = ['glioma', 'meningioma', 'no_tumor', 'pituitary']
 
@@ -59,6 +59,8 @@ def test_image_grids(tmp_path):
                                            str(tmp_path / 'nn.png'), threshold=1.0))
   by_class = {name: images[i * 2:(i + 1) * 2] for i, name in enumerate(NAMES)}
   _check_png(plots.class_sample_grid(by_class, str(tmp_path / 'sub' / 'samples.png')))
+  rgb = np.repeat(images[:3], 3, axis=-1)  # 3-channel inputs display too
+  _check_png(plots.class_sample_grid({'glioma': rgb}, str(tmp_path / 'rgb.png')), min_bytes=1000)
 
 
 def test_prediction_grid_marks_mistakes_red(tmp_path):
