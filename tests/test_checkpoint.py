@@ -175,3 +175,27 @@ def test_interrupted_save_is_never_latest(tmp_path):
     assert latest == 1
   assert latest in (1, 2)
   np.testing.assert_array_equal(np.asarray(restored['x']), float(latest))
+
+
+def test_async_save_is_safe_with_donated_state(tmp_path):
+  """Trainers donate the state to the next step right after save() returns."""
+  state = {'w': jnp.full((256, 256), 1.0)}
+  bump = jax.jit(lambda tree: jax.tree.map(lambda a: a + 6.0, tree), donate_argnums=0)
+  with Checkpointer(tmp_path) as ckpt:
+    ckpt.save(1, state)
+    new_state = bump(state)          # overwrites / frees the saved buffers
+    np.testing.assert_array_equal(np.asarray(new_state['w']), 7.0)
+    ckpt.wait_until_finished()
+    restored = ckpt.restore({'w': jnp.zeros((256, 256))})
+  np.testing.assert_array_equal(np.asarray(restored['w']), 1.0)
+
+
+def test_saving_an_existing_step_keeps_the_first(tmp_path):
+  with Checkpointer(tmp_path) as ckpt:
+    assert ckpt.save(3, {'x': jnp.full((2,), 1.0)})
+    ckpt.wait_until_finished()
+    assert not ckpt.save(3, {'x': jnp.full((2,), 2.0)}, force=True)
+    assert not ckpt.save(2, {'x': jnp.full((2,), 2.0)})   # older than the latest
+    ckpt.wait_until_finished()
+    np.testing.assert_array_equal(ckpt.restore({'x': jnp.zeros(2)})['x'], 1.0)
+    assert ckpt.all_steps() == [3]

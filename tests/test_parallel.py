@@ -1,5 +1,6 @@
 """Data parallelism: 8 fake CPU devices give the same step as 1 device."""
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from braingan.train import parallel
-from tests.multidevice import run_with_devices
+from tests.multidevice import run_multiprocess, run_with_devices
 
 _DP_SNIPPET = r'''
 import json
@@ -135,3 +136,42 @@ def test_maybe_initialize_distributed_noop_and_errors():
     parallel.maybe_initialize_distributed(num_processes=2)
   with pytest.raises(ValueError, match='process_id=5'):
     parallel.maybe_initialize_distributed('localhost:1234', num_processes=2, process_id=5)
+
+
+_MULTIPROCESS_SNIPPET = r'''
+import json
+import jax.numpy as jnp, numpy as np
+from braingan.train.checkpoint import Checkpointer
+mesh = parallel.make_mesh()
+parallel.check_global_batch(16, mesh)
+x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+local = x[PROCESS_ID * 8:(PROCESS_ID + 1) * 8]          # this host's share
+batch = parallel.shard_batch(mesh, {'x': local})
+total = jax.jit(lambda b: jnp.sum(b['x'], 0),
+                out_shardings=parallel.replicated_sharding(mesh))(batch)
+ckpt = Checkpointer(DIRECTORY, best_metric='loss')
+ckpt.save(1, {'x': batch['x'], 'total': total}, metrics={'loss': 1.0})
+ckpt.wait_until_finished()
+restored = ckpt.restore({'x': batch['x'], 'total': total})
+ckpt.close()
+print('RESULT', json.dumps({
+    'processes': jax.process_count(), 'devices': jax.device_count(),
+    'main': parallel.is_main_process(), 'global_rows': batch['x'].shape[0],
+    'sum_ok': bool(np.allclose(parallel.host_local(total), x.sum(0), atol=1e-5)),
+    'gather_ok': bool(np.array_equal(parallel.gather_to_host(batch)['x'], x)),
+    'restore_ok': bool(np.array_equal(parallel.gather_to_host(restored)['x'], x)),
+    'latest': ckpt.latest_step(), 'best': ckpt.best_step()}))
+'''
+
+
+def test_two_processes_shard_reduce_and_checkpoint(tmp_path):
+  """Two JAX processes x 4 devices: the multi-host path (shard_batch, gather, Orbax)."""
+  code = _MULTIPROCESS_SNIPPET.replace('DIRECTORY', repr(str(tmp_path / 'ckpt')))
+  results = [json.loads([l for l in out.splitlines() if l.startswith('RESULT ')][-1][7:])
+             for out in run_multiprocess(code, num_processes=2, devices_per_process=4)]
+  assert [r['main'] for r in results] == [True, False]
+  for r in results:
+    assert r['processes'] == 2 and r['devices'] == 8 and r['global_rows'] == 16
+    assert r['sum_ok'] and r['gather_ok'] and r['restore_ok']
+    assert r['latest'] == 1 and r['best'] == 1
+  assert sorted(os.listdir(tmp_path / 'ckpt')) == ['1', 'best']

@@ -91,7 +91,11 @@ class Checkpointer:
           options=ocp.CheckpointManagerOptions(
               max_to_keep=1, create=True, cleanup_tmp_directories=True,
               best_fn=lambda metrics: metrics[best_metric], best_mode=best_mode,
-              enable_async_checkpointing=async_save),
+              enable_async_checkpointing=async_save,
+              # Both managers save the same step at once; on several processes their
+              # barriers would share names ("Barrier ... is already ongoing") without this.
+              multiprocessing_options=ocp.options.MultiprocessingOptions(
+                  barrier_sync_key_prefix='best')),
           item_names=_ITEMS)
       best_step = self._best_manager.latest_step()
       if best_step is not None:   # resuming: compare new results with the stored best
@@ -140,8 +144,10 @@ class Checkpointer:
                               meta=ocp.args.JsonSave(meta_doc))
     # save_every is applied here and not via Orbax's save_interval_steps, which would also
     # write the very first step whatever its number.
+    # A step already on disk is left as it is (e.g. a final forced save of an epoch that
+    # save_every already wrote); Orbax would raise StepAlreadyExistsError.
     saved = False
-    if force or step % self.save_every == 0:
+    if (force or step % self.save_every == 0) and step not in self._manager.all_steps():
       saved = self._manager.save(step, args=args, force=force)
     if self._best_manager is not None and self.best_metric in metrics:
       value = float(metrics[self.best_metric])
