@@ -46,9 +46,9 @@ def write_image(path, size=(40, 40), mode='L', seed=0, fmt=None):
 
 
 def make_folder(root, per_class=6, classes=('glioma_tumor', 'meningioma_tumor', 'no_tumor',
-                                            'pituitary_tumor'), size=(40, 40)):
-  """A tiny class-folder dataset of distinct random images."""
-  seed = 0
+                                            'pituitary_tumor'), size=(40, 40), seed=0):
+  """A tiny class-folder dataset of distinct random images (another seed: other images)."""
+  seed *= 100_000
   for name in classes:
     for i in range(per_class):
       seed += 1
