@@ -12,11 +12,15 @@ import dataclasses
 import os
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from braingan.data import CLASSES
 from braingan.data import decode
 from braingan.data import manifest as manifest_lib
+
+# TF must not grab the GPU memory JAX needs: hidden before this module builds anything.
+tf.config.set_visible_devices([], 'GPU')
 
 
 @dataclasses.dataclass
