@@ -320,4 +320,6 @@ def load_for_inference(workdir: str, which: str = 'best'):
     return np.asarray(_probs(jnp.asarray(images, jnp.float32)))
 
   predict_fn.features = lambda images: np.asarray(_features(jnp.asarray(images, jnp.float32)))
+  # For explanations (the app's Grad-CAM): the module and the restored inference variables.
+  predict_fn.model, predict_fn.variables = model, inference_vars
   return predict_fn, config
