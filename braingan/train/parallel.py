@@ -31,21 +31,16 @@ def maybe_initialize_distributed(coordinator_address: str = '', num_processes: i
                                  process_id: int = -1) -> bool:
   """Calls `jax.distributed.initialize` when a coordinator address is given.
 
-  Must run before any other JAX call that touches devices. With an empty address this is a
-  no-op (single process), so scripts can always call it with their flag values.
-  Returns True when the distributed runtime was initialized by this call.
+  Must run before any other JAX call that touches devices. With an empty address this falls
+  back to the environment / cluster detection of `braingan.train.distributed.initialize`
+  (single process when there is none), so scripts can always call it with their flag values.
+  Returns True when this process is part of a multi-process run.
   """
-  if not coordinator_address:
-    if num_processes > 1:
-      raise ValueError(f'num_processes={num_processes} needs a coordinator_address '
-                       '(host:port of process 0).')
-    return False
-  if num_processes < 1 or process_id < 0 or process_id >= num_processes:
-    raise ValueError(f'Bad distributed settings: num_processes={num_processes}, '
-                     f'process_id={process_id} (need 0 <= process_id < num_processes).')
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
-  return True
+  from braingan.train import distributed  # pylint: disable=g-import-not-at-top
+  settings = distributed.initialize({'coordinator_address': coordinator_address,
+                                     'num_processes': num_processes,
+                                     'process_id': process_id})
+  return settings.is_distributed
 
 
 def is_main_process() -> bool:
