@@ -1,0 +1,155 @@
+"""Class-conditional DCGAN (the original study's GANForge `ConditionalDCGAN` preset) in Flax.
+
+Defaults reproduce GANForge's architecture for 128 px images; the base grid of the generator
+is image_size / 16 (the discriminator's 4th feature map), so 64 and 256 px work unchanged.
+Keras defaults are kept where they change numerics: Glorot-uniform kernels, zero biases,
+Embedding init U(-0.05, 0.05), BatchNorm momentum 0.99 and epsilon 1e-3.
+
+The discriminator returns a logit (GANForge ends in a sigmoid; our loss applies it, which is
+the same function but numerically stable).
+"""
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from braingan.models import layers
+
+KERNEL_INIT = nn.initializers.glorot_uniform()      # Keras default for Dense/Conv
+EMBED_INIT = nn.initializers.uniform(scale=0.1)      # Keras Embedding: U(-0.05, 0.05) ...
+
+
+def _embed_init(key, shape, dtype=jnp.float32):
+  return EMBED_INIT(key, shape, dtype) - 0.05        # ... shifted to be centred on 0
+
+
+def _batch_norm(train: bool, momentum: float, epsilon: float) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon)
+
+
+class LabelPlane(nn.Module):
+  """Label -> Embedding -> Dense(H*W) -> one extra [H, W, 1] image channel."""
+  num_classes: int
+  embed_dim: int
+  height: int
+  width: int
+
+  @nn.compact
+  def __call__(self, labels: jax.Array) -> jax.Array:
+    e = nn.Embed(self.num_classes, self.embed_dim, embedding_init=_embed_init)(labels)
+    plane = nn.Dense(self.height * self.width, kernel_init=KERNEL_INIT)(e)
+    return plane.reshape(labels.shape[0], self.height, self.width, 1)
+
+
+class Generator(nn.Module):
+  """(z [B, latent], labels [B]) -> images [B, S, S, C] in [-1, 1] (tanh)."""
+  image_size: int = 128
+  channels: int = 1
+  num_classes: int = 4
+  embed_dim: int = 50
+  base_depth: int = 256
+  widths: Sequence[int] = (256, 128, 64, 64)
+  leaky_slope: float = 0.2
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  # True: the exactly equivalent fast lowerings of braingan.models.layers; False: plain
+  # nn.ConvTranspose / nn.Conv (same maths and parameters, much slower on XLA:CPU).
+  fast_layers: bool = True
+
+  @nn.compact
+  def __call__(self, z: jax.Array, labels: jax.Array, train: bool = True) -> jax.Array:
+    scale = 2 ** len(self.widths)
+    if self.image_size % scale:
+      raise ValueError(f'image_size={self.image_size} must be divisible by {scale} '
+                       f'(one factor 2 per generator width {tuple(self.widths)}).')
+    base = self.image_size // scale
+    x = nn.Dense(base * base * self.base_depth, kernel_init=KERNEL_INIT)(z)
+    x = x.reshape(z.shape[0], base, base, self.base_depth)
+    x = jnp.concatenate(
+        [x, LabelPlane(self.num_classes, self.embed_dim, base, base)(labels)], axis=-1)
+    for width in self.widths:
+      if self.fast_layers:
+        x = layers.SubPixelConvTranspose(width, (4, 4), (2, 2), kernel_init=KERNEL_INIT)(x)
+      else:
+        x = nn.ConvTranspose(width, (4, 4), (2, 2), padding='SAME', kernel_init=KERNEL_INIT)(x)
+      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon)(x)
+      x = nn.leaky_relu(x, self.leaky_slope)
+    # Few output channels at full resolution: one matmul to all taps + shifted sums.
+    x = layers.Conv2D(self.channels, (5, 5), impl='shift_add' if self.fast_layers else 'xla',
+                      kernel_init=KERNEL_INIT)(x)
+    return jnp.tanh(x)
+
+
+class Discriminator(nn.Module):
+  """(images [B, S, S, C], labels [B]) -> real/fake logits [B]."""
+  image_size: int = 128
+  num_classes: int = 4
+  embed_dim: int = 50
+  widths: Sequence[int] = (32, 64, 128, 256, 256)
+  dropout: float = 0.4
+  leaky_slope: float = 0.2
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  fast_layers: bool = True
+  # With fast_layers, maps with at most this many output pixels use the im2col matmul.
+  im2col_max_pixels: int = 16
+
+  @nn.compact
+  def __call__(self, images: jax.Array, labels: jax.Array, train: bool = True) -> jax.Array:
+    b, h, w, _ = images.shape
+    if h != self.image_size or w != self.image_size:
+      raise ValueError(f'Discriminator built for {self.image_size} px got images {images.shape}.')
+    x = jnp.concatenate(
+        [images, LabelPlane(self.num_classes, self.embed_dim, h, w)(labels)], axis=-1)
+    for width in self.widths:
+      out_pixels = -(-x.shape[1] // 2) * -(-x.shape[2] // 2)
+      impl = 'im2col' if self.fast_layers and out_pixels <= self.im2col_max_pixels else 'xla'
+      x = layers.Conv2D(width, (5, 5), (2, 2), impl=impl, kernel_init=KERNEL_INIT)(x)
+      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon)(x)
+      x = nn.leaky_relu(x, self.leaky_slope)
+    x = x.reshape(b, -1)
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(1, kernel_init=KERNEL_INIT)(x)[:, 0]
+
+
+def model_config() -> ml_collections.ConfigDict:
+  """The `model` section of the GAN config (GANForge defaults)."""
+  m = ml_collections.ConfigDict()
+  m.latent_dim = 256
+  m.embed_dim = 50
+  m.g_base_depth = 256
+  m.g_widths = (256, 128, 64, 64)
+  m.d_widths = (32, 64, 128, 256, 256)
+  m.dropout = 0.4
+  m.leaky_slope = 0.2
+  m.bn_momentum = 0.99
+  m.bn_epsilon = 1e-3
+  m.fast_layers = True   # exact fast lowerings (sub-pixel transposed conv etc.)
+  return m
+
+
+def build(model_cfg: ml_collections.ConfigDict, image_size: int, channels: int,
+          num_classes: int) -> tuple[Generator, Discriminator]:
+  """Generator and discriminator from the config's `model` section and data shape."""
+  if channels not in (1, 3):
+    raise ValueError(f'config.data.channels={channels} must be 1 or 3.')
+  if model_cfg.latent_dim < 1:
+    raise ValueError(f'config.model.latent_dim={model_cfg.latent_dim} must be positive.')
+  scale = 2 ** len(model_cfg.g_widths)
+  if image_size % scale or image_size // scale < 1:
+    raise ValueError(f'config.data.image_size={image_size} must be a positive multiple of '
+                     f'{scale} (2 ** len(config.model.g_widths)).')
+  if image_size % (2 ** len(model_cfg.d_widths)):
+    raise ValueError(f'config.data.image_size={image_size} must be divisible by '
+                     f'{2 ** len(model_cfg.d_widths)} (2 ** len(config.model.d_widths)).')
+  common = dict(num_classes=num_classes, embed_dim=model_cfg.embed_dim,
+                leaky_slope=model_cfg.leaky_slope, bn_momentum=model_cfg.bn_momentum,
+                bn_epsilon=model_cfg.bn_epsilon, image_size=image_size)
+  generator = Generator(channels=channels, base_depth=model_cfg.g_base_depth,
+                        widths=tuple(model_cfg.g_widths), fast_layers=model_cfg.fast_layers,
+                        **common)
+  discriminator = Discriminator(widths=tuple(model_cfg.d_widths), dropout=model_cfg.dropout,
+                                fast_layers=model_cfg.fast_layers, **common)
+  return generator, discriminator
