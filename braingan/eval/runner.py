@@ -1,0 +1,135 @@
+"""evaluate.py's work: score baseline vs augmented on the same images, judge the GAN, write
+report.md, metrics.json and the figures.
+
+Both classifiers must have been validated on the same manifest (same files, same split); the
+runner checks that instead of assuming it, since a comparison on different images means nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+
+from braingan.data import CLASSES
+from braingan.data import manifest as manifest_lib
+from braingan.eval import classification
+from braingan.eval import gan_eval
+from braingan.eval import inputs
+from braingan.eval import plots
+from braingan.eval import report
+from braingan.eval import robustness
+from braingan.eval import stats
+from braingan.train import classifier as classifier_lib
+
+
+def _manifest_path(run_dir: str) -> str:
+  path = os.path.join(run_dir, 'manifest.csv')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{run_dir}: no manifest.csv; is this a finished classifier run?')
+  return path
+
+
+def check_same_split(*run_dirs: str) -> str:
+  """Returns the shared manifest path, or raises naming the runs whose splits differ."""
+  digests = {d: manifest_lib.digest(_manifest_path(d)) for d in run_dirs}
+  if len(set(digests.values())) != 1:
+    raise ValueError(f'These runs were trained on different splits (manifest digests '
+                     f'{digests}); compare runs prepared from the same data and seed.')
+  return _manifest_path(run_dirs[0])
+
+
+def _history(run_dir: str) -> dict:
+  path = os.path.join(run_dir, 'history.json')
+  if not os.path.exists(path):
+    return {}
+  with open(path, encoding='utf-8') as f:
+    history = json.load(f)
+  if isinstance(history, list):  # A list of per-epoch dicts -> dict of series.
+    keys = sorted({k for row in history for k in row})
+    history = {k: [row.get(k) for row in history] for k in keys}
+  return history
+
+
+def _compare(y_true, probs: dict, config) -> dict:
+  return stats.compare_models(y_true, probs['baseline'], probs['augmented'], CLASSES,
+                              n_boot=config.n_boot, seed=config.seed)
+
+
+def evaluate(config, *, baseline: str, augmented: str, out: str, gan: str = '',
+             synthetic_dir: str = '', cas: str = '', test_dir: str = '') -> dict:
+  """Runs the whole evaluation; returns the metrics dict written to out/metrics.json."""
+  os.makedirs(out, exist_ok=True)
+  manifest_path = check_same_split(baseline, augmented)
+  models = {}
+  for name, run_dir in (('baseline', baseline), ('augmented', augmented)):
+    predict_fn, run_config = classifier_lib.load_for_inference(run_dir)
+    models[name] = (predict_fn, run_config)
+  data_cfg = models['baseline'][1].data
+  if (models['augmented'][1].data.image_size != data_cfg.image_size or
+      models['augmented'][1].data.channels != data_cfg.channels):
+    raise ValueError('baseline and augmented runs use different image sizes or channels')
+
+  val = inputs.from_manifest(manifest_path, 'validation', data_cfg)
+  logging.info('Evaluating on %d validation images from %s', len(val), manifest_path)
+  probs = {name: inputs.batched(fn, val.images, config.batch_size)
+           for name, (fn, _) in models.items()}
+  metrics = _compare(val.labels, probs, config)
+  metrics['split'] = 'validation'
+
+  for name, (fn, _) in models.items():
+    images = val.images[:config.robustness_max_images]
+    labels = val.labels[:config.robustness_max_images]
+    metrics[name]['robustness'] = robustness.robustness_table(
+        fn, images, labels, batch_size=config.batch_size, seed=config.seed)
+
+  figures = {
+      'training_curves': plots.training_curves(
+          {name: _history(d) for name, d in (('baseline', baseline), ('augmented', augmented))},
+          os.path.join(out, 'training_curves.png')),
+      'confusion_matrices': plots.confusion_matrices(
+          {m: metrics[m]['confusion_matrix'] for m in ('baseline', 'augmented')}, CLASSES,
+          os.path.join(out, 'confusion_matrices.png')),
+      'roc_curves': plots.roc_curves(val.labels, probs, CLASSES,
+                                     os.path.join(out, 'roc_curves.png')),
+      'reliability': plots.reliability_diagram(val.labels, probs,
+                                               os.path.join(out, 'reliability.png')),
+      'predictions': plots.prediction_grid(
+          val.images, val.labels, probs['augmented'].argmax(-1), CLASSES,
+          os.path.join(out, 'predictions.png'), probs=probs['augmented']),
+  }
+
+  notes = [f'Validation split: {len(val)} real images listed in {manifest_path}; no synthetic '
+           'image is ever used for validation or model selection.']
+  if test_dir:
+    train_sha = frozenset(r.sha256 for r in manifest_lib.read(manifest_path)
+                          if r.split == 'train')
+    test = inputs.from_folder(test_dir, data_cfg, exclude_sha256=train_sha)
+    test_probs = {name: inputs.batched(fn, test.images, config.batch_size)
+                  for name, (fn, _) in models.items()}
+    metrics['external_test'] = _compare(test.labels, test_probs, config)
+    metrics['external_test']['note'] = test.note
+    notes.append(f'External test folder: {len(test)} images from {test_dir}. {test.note}')
+
+  if gan or synthetic_dir:
+    metrics['gan'], gan_figures = gan_eval.evaluate_gan(
+        config, baseline_fn=models['baseline'][0], data_cfg=data_cfg,
+        manifest_path=manifest_path, val=val, out=out, gan_dir=gan,
+        synthetic_dir=synthetic_dir)
+    figures.update(gan_figures)
+  if cas:
+    cas_fn, cas_config = classifier_lib.load_for_inference(cas)
+    cas_probs = inputs.batched(cas_fn, val.images, config.batch_size)
+    metrics.setdefault('gan', {})['cas'] = {
+        **classification.classification_accuracy_score(val.labels, cas_probs, CLASSES),
+        'budget': f'{cas_config.epochs} epochs max, {cas_config.data.image_size} px, '
+                  f'run {cas}'}
+
+  context = {
+      'baseline_run': baseline, 'augmented_run': augmented,
+      'gan_run': gan or (f'generated images in {synthetic_dir}' if synthetic_dir else 'not given'),
+      'data_dir': data_cfg.data_dir, 'test_dir': test_dir or 'not given', 'notes': notes}
+  report.write_report(out, metrics, figures, context)
+  report.write_metrics_json(os.path.join(out, 'metrics.json'), metrics)
+  return metrics
