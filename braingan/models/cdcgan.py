@@ -114,25 +114,9 @@ class Discriminator(nn.Module):
     return nn.Dense(1, kernel_init=KERNEL_INIT)(x)[:, 0]
 
 
-def model_config() -> ml_collections.ConfigDict:
-  """The `model` section of the GAN config (GANForge defaults)."""
-  m = ml_collections.ConfigDict()
-  m.latent_dim = 256
-  m.embed_dim = 50
-  m.g_base_depth = 256
-  m.g_widths = (256, 128, 64, 64)
-  m.d_widths = (32, 64, 128, 256, 256)
-  m.dropout = 0.4
-  m.leaky_slope = 0.2
-  m.bn_momentum = 0.99
-  m.bn_epsilon = 1e-3
-  m.fast_layers = True   # exact fast lowerings (sub-pixel transposed conv etc.)
-  return m
-
-
 def build(model_cfg: ml_collections.ConfigDict, image_size: int, channels: int,
           num_classes: int) -> tuple[Generator, Discriminator]:
-  """Generator and discriminator from the config's `model` section and data shape."""
+  """Generator and discriminator from the config's `model` section (configs/cgan.py)."""
   if channels not in (1, 3):
     raise ValueError(f'config.data.channels={channels} must be 1 or 3.')
   if model_cfg.latent_dim < 1:

@@ -10,6 +10,7 @@ real batch and the fake batch in two separate calls (so each has its own BatchNo
 statistics) and minimises (BCE(real, 1) + BCE(fake, 0)) / 2; then the generator, re-run on the
 same latents, minimises the non-saturating BCE(D(G(z)), 1) through the updated discriminator.
 Running BatchNorm averages of both nets are updated by every training-mode call, as in Keras.
+The generator's forward pass is shared by both updates (see `train_step`).
 """
 from __future__ import annotations
 
@@ -71,18 +72,27 @@ def train_step(state: GANState, batch: dict[str, jax.Array], *, generator: nn.Mo
   z_key, drop_real, drop_fake, drop_g = jax.random.split(rng, 4)
   z = jax.random.normal(z_key, (real.shape[0], latent_dim), real.dtype)
 
-  fake, g_vars = generator.apply(g_state.variables, z, labels, train=True,
-                                 mutable=['batch_stats'])
-  fake = jax.lax.stop_gradient(fake)
-  g_stats = g_vars['batch_stats']
+  # The generator runs forward ONCE: GANForge runs it twice on the same z with the same
+  # parameters (once for the D update, once under the G tape), which gives the same images
+  # and BatchNorm batch statistics, so we keep the VJP of the first pass for the G update.
+  def g_forward(g_params):
+    fake, upd = generator.apply({'params': g_params, 'batch_stats': g_state.batch_stats}, z,
+                                labels, train=True, mutable=['batch_stats'])
+    return fake, upd['batch_stats']
+
+  fake, g_vjp, g_stats = jax.vjp(g_forward, g_state.params, has_aux=True)
+  # Keras moved the running averages twice with the same batch statistics b:
+  # r2 = m * r1 + (1 - m) * b with r1 = m * r0 + (1 - m) * b, i.e. r2 = (1 + m) r1 - m r0.
+  m = generator.bn_momentum
+  g_stats = jax.tree.map(lambda r1, r0: (1.0 + m) * r1 - m * r0, g_stats, g_state.batch_stats)
 
   def d_loss_fn(d_params):
     logits_real, upd = discriminator.apply(
         {'params': d_params, 'batch_stats': d_state.batch_stats}, real, labels, train=True,
         rngs={'dropout': drop_real}, mutable=['batch_stats'])
     logits_fake, upd = discriminator.apply(
-        {'params': d_params, 'batch_stats': upd['batch_stats']}, fake, labels, train=True,
-        rngs={'dropout': drop_fake}, mutable=['batch_stats'])
+        {'params': d_params, 'batch_stats': upd['batch_stats']}, jax.lax.stop_gradient(fake),
+        labels, train=True, rngs={'dropout': drop_fake}, mutable=['batch_stats'])
     loss = 0.5 * (_bce(logits_real, 1.0) + _bce(logits_fake, 0.0))
     return loss, (upd['batch_stats'], logits_real, logits_fake)
 
@@ -90,15 +100,13 @@ def train_step(state: GANState, batch: dict[str, jax.Array], *, generator: nn.Mo
       d_loss_fn, has_aux=True)(d_state.params)
   d_state = d_state.apply_gradients(d_grads, d_stats)
 
-  def g_loss_fn(g_params):
-    fake, g_upd = generator.apply({'params': g_params, 'batch_stats': g_stats}, z, labels,
-                                  train=True, mutable=['batch_stats'])
-    logits, d_upd = discriminator.apply(d_state.variables, fake, labels, train=True,
+  def g_adversarial_loss(images):  # non-saturating: -log D(G(z)), through the updated D
+    logits, d_upd = discriminator.apply(d_state.variables, images, labels, train=True,
                                         rngs={'dropout': drop_g}, mutable=['batch_stats'])
-    return _bce(logits, 1.0), (g_upd['batch_stats'], d_upd['batch_stats'])
+    return _bce(logits, 1.0), d_upd['batch_stats']
 
-  (g_loss, (g_stats, d_stats)), g_grads = jax.value_and_grad(
-      g_loss_fn, has_aux=True)(g_state.params)
+  (g_loss, d_stats), d_fake_images = jax.value_and_grad(g_adversarial_loss, has_aux=True)(fake)
+  (g_grads,) = g_vjp(d_fake_images)
   g_state = g_state.apply_gradients(g_grads, g_stats)
   d_state = d_state.replace(batch_stats=d_stats)
 
