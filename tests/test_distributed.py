@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -19,6 +20,7 @@ import pytest
 
 from braingan.train import distributed
 from braingan.train import parallel
+from tests import distributed_workloads as workloads
 from tests import toy_model
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,8 +37,9 @@ def launch(code: str, num_processes: int = 2, devices_per_process: int = 1,
            timeout: float = 120) -> list[str]:
   """Runs `code` in `num_processes` processes joined via BRAINGAN_* variables.
 
-  Returns each stdout. On failure or timeout every process is killed and the error shows
-  every process's output.
+  Returns each stdout. Output goes to files, not pipes: a process blocked on a full pipe
+  would stall the others at the runtime's shutdown barrier. On failure or timeout every
+  process is killed and the error shows every process's output.
   """
   env = dict(os.environ)
   flags = [f for f in env.get('XLA_FLAGS', '').split()
@@ -47,35 +50,43 @@ def launch(code: str, num_processes: int = 2, devices_per_process: int = 1,
                  [env['PYTHONPATH']] if env.get('PYTHONPATH') else [])),
              **{distributed.ENV_COORDINATOR: f'127.0.0.1:{_free_port()}',
                 distributed.ENV_NUM_PROCESSES: str(num_processes)})
-  procs = []
-  try:
-    for i in range(num_processes):
-      procs.append(subprocess.Popen(
-          [sys.executable, '-c', textwrap.dedent(code)], cwd=REPO_ROOT,
-          env={**env, distributed.ENV_PROCESS_ID: str(i)}, stdout=subprocess.PIPE,
-          stderr=subprocess.PIPE, text=True))
-    deadline = time.monotonic() + timeout
-    outputs, failed = [], False
-    for proc in procs:
-      try:
-        out, err = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
-      except subprocess.TimeoutExpired:
-        for other in procs:
-          other.kill()
-        out, err = proc.communicate()
-        err, failed = f'TIMEOUT after {timeout}s\n{err}', True
-      failed = failed or proc.returncode != 0
-      outputs.append((out, err, proc.returncode))
-  finally:
-    for proc in procs:
-      if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-  if failed:
-    raise RuntimeError('Multi-process run failed.\n' + '\n'.join(
-        f'--- process {i} (exit {rc}) ---\n{out[-3000:]}\n{err[-5000:]}'
-        for i, (out, err, rc) in enumerate(outputs)))
-  return [out for out, _, _ in outputs]
+  procs, logs = [], []
+  with tempfile.TemporaryDirectory() as logdir:
+    try:
+      for i in range(num_processes):
+        out = open(os.path.join(logdir, f'{i}.out'), 'w+', encoding='utf-8')
+        err = open(os.path.join(logdir, f'{i}.err'), 'w+', encoding='utf-8')
+        logs.append((out, err))
+        procs.append(subprocess.Popen(
+            [sys.executable, '-c', textwrap.dedent(code)], cwd=REPO_ROOT,
+            env={**env, distributed.ENV_PROCESS_ID: str(i)}, stdout=out, stderr=err))
+      deadline = time.monotonic() + timeout
+      timed_out = False
+      for proc in procs:
+        try:
+          proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+          timed_out = True
+          break
+    finally:
+      for proc in procs:
+        if proc.poll() is None:
+          proc.kill()
+          proc.wait()
+    texts = []
+    for out, err in logs:
+      out.seek(0)
+      err.seek(0)
+      texts.append((out.read(), err.read()))
+      out.close()
+      err.close()
+  codes = [proc.returncode for proc in procs]
+  if timed_out or any(codes):
+    raise RuntimeError(
+        f'Multi-process run failed{" (timeout after %ss)" % timeout if timed_out else ""}.\n'
+        + '\n'.join(f'--- process {i} (exit {rc}) ---\n{out[-2000:]}\n{err[-5000:]}'
+                    for i, ((out, err), rc) in enumerate(zip(texts, codes))))
+  return [out for out, _ in texts]
 
 
 def result_of(stdout: str) -> dict:
@@ -127,85 +138,80 @@ def test_single_process_helpers():
 
 # ------------------------------------------------------------------ two real processes
 _TWO_PROCESS_SNIPPET = r'''
-import json, sys
+import json
 from braingan.train import distributed
-settings = distributed.initialize()          # from BRAINGAN_* variables
+settings = distributed.initialize()          # from the BRAINGAN_* variables
 import jax
 from braingan.train import parallel
 from braingan.train.checkpoint import Checkpointer
-from tests import toy_model
+from tests import distributed_workloads as workloads
 
 mesh = parallel.make_mesh()
-batch = toy_model.global_batch(16)
-parallel.check_global_batch(16, mesh)
-local_rows = 16 // jax.process_count()
-start = jax.process_index() * local_rows      # this process's half of the global batch
-local = {k: v[start:start + local_rows] for k, v in batch.items()}
-model, state = toy_model.make_state()
-repl, data = parallel.replicated_sharding(mesh), parallel.batch_sharding(mesh)
-state = parallel.replicate(mesh, state)
-step = jax.jit(toy_model.make_train_step(model), in_shardings=(repl, data),
-               out_shardings=(repl, repl), donate_argnums=0)
-losses = []
-for _ in range(STEPS):
-  state, metrics = step(state, parallel.shard_batch(mesh, local))
-  losses.append(float(parallel.host_local(metrics['loss'])))
-with Checkpointer(CKPT) as ckpt:              # every process calls save
-  ckpt.save(STEPS, state, force=True)
-  ckpt.wait_until_finished()
-print('RESULT', json.dumps({
-    'source': settings.source, 'processes': jax.process_count(), 'index': jax.process_index(),
-    'devices': jax.device_count(), 'local_devices': jax.local_device_count(),
-    'main': distributed.is_main_process(), 'losses': losses,
-    'state': toy_model.host_tree(parallel.to_host(state))}))
+out = {'source': settings.source, 'processes': jax.process_count(),
+       'index': jax.process_index(), 'devices': jax.device_count(),
+       'local_devices': jax.local_device_count(), 'main': distributed.is_main_process()}
+for name in WORKLOADS:
+  state, history = workloads.run(name, mesh, STEPS)
+  out[name] = {'history': history, 'state': workloads.host_state(state)}
+  if name == 'toy':
+    with Checkpointer(CKPT) as ckpt:           # every process calls save
+      ckpt.save(STEPS, state, force=True)
+      ckpt.wait_until_finished()
+print('RESULT', json.dumps(out))
 '''
 
 
-def _single_process_reference():
-  model, state = toy_model.make_state()
-  step = jax.jit(toy_model.make_train_step(model))
-  batch = toy_model.global_batch(16)
-  losses = []
-  for _ in range(STEPS):
-    state, metrics = step(state, batch)
-    losses.append(float(metrics['loss']))
-  return state, losses
-
-
-def _assert_trees_close(a, b, atol):
-  leaves_a, tree_a = jax.tree.flatten(a)
+def _assert_trees_close(a, b, atol, what):
+  leaves_a, tree_a = jax.tree_util.tree_flatten_with_path(a)
   leaves_b, tree_b = jax.tree.flatten(b)
-  assert tree_a == tree_b
-  for x, y in zip(leaves_a, leaves_b):
+  assert tree_a == tree_b, what
+  for (path, x), y in zip(leaves_a, leaves_b):
     np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64),
-                               atol=atol, rtol=0)
+                               atol=atol, rtol=0,
+                               err_msg=f'{what}{jax.tree_util.keystr(path)}')
 
 
-def test_two_processes_match_one_process_and_checkpoint_restores(tmp_path):
-  ckpt_dir = str(tmp_path / 'ckpt')
-  code = _TWO_PROCESS_SNIPPET.replace('STEPS', str(STEPS)).replace('CKPT', repr(ckpt_dir))
-  results = [result_of(out) for out in launch(code, num_processes=2, devices_per_process=1)]
+@pytest.fixture(scope='module')
+def two_process_run(tmp_path_factory):
+  """One 2-process job (1 CPU device each) running every workload; and its checkpoint dir."""
+  ckpt_dir = str(tmp_path_factory.mktemp('dist') / 'ckpt')
+  code = (_TWO_PROCESS_SNIPPET.replace('STEPS', str(STEPS)).replace('CKPT', repr(ckpt_dir))
+          .replace('WORKLOADS', repr(list(workloads.WORKLOADS))))
+  results = [result_of(out) for out in launch(code, num_processes=2, devices_per_process=1,
+                                              timeout=240)]
+  return results, ckpt_dir
 
+
+def test_two_processes_join_and_agree(two_process_run):
+  results, _ = two_process_run
   assert [r['index'] for r in results] == [0, 1]
   assert [r['main'] for r in results] == [True, False]
   for r in results:
     assert r['source'] == 'env' and r['processes'] == 2
     assert r['devices'] == 2 and r['local_devices'] == 1
-  # Both processes hold the same replicated state, bit for bit.
-  assert results[0]['state'] == results[1]['state']
+  for name in workloads.WORKLOADS:   # replicated state: the same bits on both processes
+    assert results[0][name] == results[1][name], name
 
-  reference, ref_losses = _single_process_reference()
-  ref_tree = toy_model.host_tree(reference)
-  np.testing.assert_allclose(results[0]['losses'], ref_losses, atol=1e-5, rtol=0)
-  assert results[0]['losses'][-1] < results[0]['losses'][0]        # it trains
-  assert results[0]['state']['step'] == STEPS
-  _assert_trees_close(results[0]['state'], ref_tree, atol=1e-5)
 
-  # Restore the 2-process checkpoint in this single process: identical to what was saved.
+@pytest.mark.parametrize('name', list(workloads.WORKLOADS))
+def test_two_processes_match_one_process(two_process_run, name):
+  """Same global batch, same steps: 2 processes x 1 device == 1 process x 1 device."""
+  results, _ = two_process_run
+  got = results[0][name]
+  state, history = workloads.run(name, parallel.make_mesh(1), STEPS)
+  for key in history[0]:
+    np.testing.assert_allclose([h[key] for h in got['history']], [h[key] for h in history],
+                               atol=1e-5, rtol=0, err_msg=f'{name} {key}')
+  reference = workloads.host_state(state)
+  _assert_trees_close(got['state'], reference, atol=1e-5, what=name)
+
+
+def test_two_process_checkpoint_restores_in_one_process(two_process_run):
   from braingan.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  results, ckpt_dir = two_process_run
   _, target = toy_model.make_state()
   with Checkpointer(ckpt_dir) as ckpt:
     assert ckpt.latest_step() == STEPS
     restored = ckpt.restore(target)
-  restored_tree = toy_model.host_tree(restored)
-  assert restored_tree == results[0]['state']
+  assert int(restored.step) == STEPS
+  assert workloads.host_state(restored) == results[0]['toy']['state']

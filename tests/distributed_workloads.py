@@ -1,0 +1,96 @@
+"""Train-step workloads run both by 2-process jobs and by the single-process reference.
+
+Each workload builds (jitted step, replicated state, extra step args, global batch) on a mesh;
+`run` feeds THIS process's contiguous slice of the global batch (what each host would read)
+for a few steps. The same code then runs in every process of a multi-process job and in the
+single-process test, so any difference comes from the distribution alone.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from braingan.train import parallel
+from tests import toy_model
+
+GLOBAL_BATCH = 8
+CLASSIFIER_SIZE = 32
+GAN_SIZE = 32
+# Adam with a tiny epsilon turns rounding noise into full-size steps: a gradient that is zero
+# in exact arithmetic (a conv bias before BatchNorm) is ~1e-9 of noise, and m/(sqrt(v)+1e-7)
+# makes that a +-lr update whose sign depends on summation order. With epsilon 1 the update of
+# a small gradient is ~lr*g, so two correct runs agree to float rounding and any real
+# difference (per-device BatchNorm statistics, un-averaged gradients) still shows.
+ADAM_EPSILON = 1.0
+
+
+def _images(n: int, size: int, seed: int) -> dict[str, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  return {'image': rng.uniform(-1, 1, (n, size, size, 1)).astype(np.float32),
+          'label': (np.arange(n) % 4).astype(np.int32)}
+
+
+def toy(mesh):
+  model, state = toy_model.make_state()
+  repl, data = parallel.replicated_sharding(mesh), parallel.batch_sharding(mesh)
+  step = jax.jit(toy_model.make_train_step(model), in_shardings=(repl, data),
+                 out_shardings=(repl, repl), donate_argnums=0)
+  return step, parallel.replicate(mesh, state), (), toy_model.global_batch(16)
+
+
+def classifier_config():
+  """A tiny Keras-layout ResNet (1 block per stage, width 8), dropout and freezing on."""
+  from configs import classifier as classifier_config_lib  # pylint: disable=g-import-not-at-top
+  config = classifier_config_lib.get_config()
+  config.data.image_size = CLASSIFIER_SIZE
+  config.model.stage_sizes = (1, 1, 1, 1)
+  config.model.width = 8
+  config.model.head_units = 16
+  config.pretrained = 'none'
+  config.batch_size = GLOBAL_BATCH
+  config.learning_rate = 1e-2
+  config.adam_epsilon = ADAM_EPSILON
+  return config
+
+
+def classifier(mesh):
+  from braingan.train import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
+  from braingan.train.state import TrainState  # pylint: disable=g-import-not-at-top
+  config = classifier_config()
+  model = classifier_lib.make_model(config)
+  variables = classifier_lib.initial_variables(
+      config, model, (1, CLASSIFIER_SIZE, CLASSIFIER_SIZE, 1))
+  tx = classifier_lib.make_optimizer(config, variables['params'])
+  state = TrainState.create(params=variables['params'], batch_stats=variables['batch_stats'],
+                            tx=tx, rng=config.seed)
+  step, _ = classifier_lib.compile_steps(model, mesh, config, np.ones(4, np.float32))
+  return (step, parallel.replicate(mesh, state), (jnp.float32(config.learning_rate),),
+          _images(GLOBAL_BATCH, CLASSIFIER_SIZE, 1))
+
+
+WORKLOADS: dict[str, Callable] = {'toy': toy, 'classifier': classifier}
+
+
+def run(name: str, mesh, steps: int) -> tuple[Any, list[dict[str, float]]]:
+  """`steps` train steps of workload `name`; returns (final state, per-step host metrics)."""
+  step, state, extra, batch = WORKLOADS[name](mesh)
+  n = len(batch['label'])
+  parallel.check_global_batch(n, mesh)
+  rows = n // jax.process_count()
+  start = jax.process_index() * rows
+  local = {k: v[start:start + rows] for k, v in batch.items()}
+  history = []
+  for _ in range(steps):
+    state, metrics = step(state, parallel.shard_batch(mesh, local), *extra)
+    history.append({k: float(v) for k, v in parallel.to_host(metrics).items()})
+  return state, history
+
+
+def host_state(state: Any) -> Any:
+  """The state's arrays as nested lists (JSON-able, exact for float32)."""
+  tree = flax.serialization.to_state_dict(parallel.to_host(state))
+  return jax.tree.map(lambda x: np.asarray(x).tolist(), tree)
