@@ -1,0 +1,176 @@
+"""Classifier training-step benchmark: `python -m braingan.bench classifier [--json] [--profile]`.
+
+Times our jitted ResNet50 fine-tuning step (128 px, batch 32, the study's first 15 Keras layers
+frozen, after compilation) and, in the same process, the tf.keras twin of the same model and step
+(`keras_resnet.py`). The two are timed interleaved (ours, Keras, ours, Keras, ...) so that load
+from other processes on a shared machine hits both alike; the ratio is what to compare.
+
+FLOPs come from XLA's cost analysis of our compiled step (it counts a multiply-add as 2 FLOPs; the
+frozen stem has no backward pass); the fraction of peak compares with a measured dense matmul.
+`--profile` adds a per-op-kind and per-layer breakdown of one step from a JAX profiler trace.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from braingan.bench import common
+
+
+def _parse(argv):
+  p = argparse.ArgumentParser(prog='python -m braingan.bench classifier')
+  p.add_argument('--json', action='store_true', help='Print one JSON object.')
+  p.add_argument('--image_size', type=int, default=128)
+  p.add_argument('--batch_size', type=int, default=32)
+  p.add_argument('--steps', type=int, default=5, help='Timed steps per implementation.')
+  p.add_argument('--freeze', default='keras15')
+  p.add_argument('--no_keras', action='store_true', help='Skip the tf.keras reference.')
+  p.add_argument('--profile', action='store_true', help='Per-op / per-layer time breakdown.')
+  return p.parse_args(argv)
+
+
+def build_step(image_size: int, batch_size: int, freeze: str):
+  """(compiled step, state, batch, lr, compile seconds) for our classifier step."""
+  from braingan.train import classifier, parallel  # pylint: disable=g-import-not-at-top
+  from braingan.train.state import TrainState  # pylint: disable=g-import-not-at-top
+  from configs import classifier as classifier_config  # pylint: disable=g-import-not-at-top
+  config = classifier_config.get_config()
+  config.pretrained, config.freeze = 'none', freeze
+  config.data.image_size = image_size
+  channels = config.data.channels
+  model = classifier.make_model(config)
+  variables = classifier.initial_variables(config, model, (1, image_size, image_size, channels))
+  state = TrainState.create(params=variables['params'], batch_stats=variables['batch_stats'],
+                            tx=classifier.make_optimizer(config, variables['params']), rng=0)
+  mesh = parallel.make_mesh()
+  state = parallel.replicate(mesh, state)
+  step, _ = classifier.compile_steps(model, mesh, config, np.ones(4, np.float32))
+  rng = np.random.default_rng(0)
+  batch = parallel.shard_batch(mesh, {
+      'image': rng.uniform(-1, 1, (batch_size, image_size, image_size, channels)).astype(np.float32),
+      'label': rng.integers(0, 4, batch_size).astype(np.int32)})
+  lr = jnp.float32(config.learning_rate)
+  compiled, compile_s = common.compile_jitted(step, state, batch, lr)
+  return compiled, state, batch, lr, compile_s
+
+
+def profile_step(run_once, compiled) -> dict:
+  """Milliseconds per op kind (fwd/bwd x primitive) and per layer, from a profiler trace."""
+  hlo = compiled.as_text()
+  info = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(
+      r'\n\s*(?:ROOT )?%([\w.\-]+) = (\S+) [^\n]*?op_name="([^"]*)"', hlo)}
+  with tempfile.TemporaryDirectory() as trace_dir:
+    jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
+    run_once()
+    jax.profiler.stop_trace()
+    path = sorted(glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True))[-1]
+    with gzip.open(path) as f:
+      events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+  by_kind, by_layer = collections.Counter(), collections.Counter()
+  for e in events:
+    if e.get('ph') != 'X' or e.get('name') not in info:
+      continue
+    shape, op = info[e['name']]
+    ms = e.get('dur', 0) / 1000
+    direction = 'bwd' if 'transpose(' in op else 'fwd'
+    prim = op.split('/')[-1]
+    if direction == 'bwd' and prim == 'conv_general_dilated' and re.match(
+        r'f32\[\d+,\d+,\d+,\d+\]', shape) and re.match(r'f32\[\d+,(3|7),(3|7),\d+\]', shape):
+      prim += ' (weight grad)'
+    layer = re.search(r'/(conv\d_block\d+_\d_(?:conv|bn)|conv1_\w+|head_\w+)', op)
+    by_kind[f'{direction} {prim}'] += ms
+    by_layer[f'{direction} {layer.group(1) if layer else "(between layers) " + prim}'] += ms
+  return {'total_ms': round(sum(by_kind.values()), 1),
+          'by_kind_ms': {k: round(v, 1) for k, v in by_kind.most_common(16)},
+          'by_layer_ms': {k: round(v, 1) for k, v in by_layer.most_common(16)}}
+
+
+def main(argv=None) -> dict:
+  args = _parse(argv or [])
+  compiled, state, batch, lr, compile_s = build_step(args.image_size, args.batch_size,
+                                                     args.freeze)
+  holder = {'state': state}
+
+  def ours():
+    holder['state'], metrics = compiled(holder['state'], batch, lr)
+    common.block(metrics)
+
+  ours()  # Warm-up (first execution allocates).
+  keras_step = None
+  if not args.no_keras:
+    from braingan.bench import keras_resnet  # pylint: disable=g-import-not-at-top
+    start = time.perf_counter()
+    keras_model = keras_resnet.build(args.image_size)
+    keras_step = keras_resnet.make_train_fn(keras_model, args.batch_size, args.image_size)
+    keras_step()
+    keras_first_s = time.perf_counter() - start
+    keras_step()
+  ours_t, keras_t = [], []
+  for _ in range(args.steps):  # Interleaved: both see the same background load.
+    ours_t += common.time_calls(ours, warmup=0, repeats=1)
+    if keras_step is not None:
+      keras_t += common.time_calls(keras_step, warmup=0, repeats=1)
+  step_s = common.median(ours_t)
+  flops = common.compiled_flops(compiled)
+  peak = common.peak_matmul_gflops()
+  memory = common.compiled_memory_bytes(compiled)
+  achieved = None if flops is None else flops / step_s / 1e9
+  result = {
+      'benchmark': 'classifier', 'model': 'ResNet50 (Keras layout) + 512 head, keras15 frozen'
+      if args.freeze == 'keras15' else f'ResNet50, freeze={args.freeze}',
+      'device': jax.devices()[0].device_kind, 'num_devices': jax.device_count(),
+      'image_size': args.image_size, 'batch_size': args.batch_size,
+      'compile_s': round(compile_s, 2), 'step_s': round(step_s, 4),
+      'step_times_s': [round(t, 4) for t in ours_t],
+      'images_per_s': round(args.batch_size / step_s, 2),
+      'gflop_per_step': None if flops is None else round(flops / 1e9, 1),
+      'gflop_per_image': None if flops is None else round(flops / 1e9 / args.batch_size, 2),
+      'achieved_gflops': None if achieved is None else round(achieved, 1),
+      'peak_matmul_gflops': round(peak, 1),
+      'fraction_of_peak': None if achieved is None else round(achieved / peak, 3),
+      'step_peak_memory_gib': None if memory is None else round(common.gib(memory['peak_bytes']), 3),
+      'process_max_rss_gib': round(common.gib(common.max_rss_bytes()), 3),
+      'load_average_1min': round(os.getloadavg()[0], 2), 'cpu_count': os.cpu_count(),
+  }
+  if keras_step is not None:
+    keras_s = common.median(keras_t)
+    result.update({
+        'keras_step_s': round(keras_s, 4), 'keras_step_times_s': [round(t, 4) for t in keras_t],
+        'keras_images_per_s': round(args.batch_size / keras_s, 2),
+        'keras_first_step_s': round(keras_first_s, 2),
+        'ratio_vs_keras': round(keras_s / step_s, 3)})
+  if args.profile:
+    result['profile'] = profile_step(ours, compiled)
+  if args.json:
+    print(json.dumps(result))
+  else:
+    for key, value in result.items():
+      if key == 'profile':
+        print('profile (ms in one step):')
+        for section, table in value.items():
+          if isinstance(table, dict):
+            print(f'  {section}:')
+            for name, ms in table.items():
+              print(f'    {ms:9.1f}  {name}')
+          else:
+            print(f'  {section}: {table}')
+      else:
+        print(f'{key}: {common.fmt(value) if not isinstance(value, list) else value}')
+  return result
+
+
+if __name__ == '__main__':
+  import sys  # pylint: disable=g-import-not-at-top
+  main(sys.argv[1:])
