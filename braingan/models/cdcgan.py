@@ -25,8 +25,9 @@ def _embed_init(key, shape, dtype=jnp.float32):
   return EMBED_INIT(key, shape, dtype) - 0.05        # ... shifted to be centred on 0
 
 
-def _batch_norm(train: bool, momentum: float, epsilon: float) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon)
+def _batch_norm(train: bool, momentum: float, epsilon: float, name: str) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
+                      name=name)
 
 
 class LabelPlane(nn.Module):
@@ -69,16 +70,19 @@ class Generator(nn.Module):
     x = x.reshape(z.shape[0], base, base, self.base_depth)
     x = jnp.concatenate(
         [x, LabelPlane(self.num_classes, self.embed_dim, base, base)(labels)], axis=-1)
-    for width in self.widths:
+    # Explicit names: the fast and plain variants have identical parameter trees.
+    for i, width in enumerate(self.widths):
       if self.fast_layers:
-        x = layers.SubPixelConvTranspose(width, (4, 4), (2, 2), kernel_init=KERNEL_INIT)(x)
+        x = layers.SubPixelConvTranspose(width, (4, 4), (2, 2), kernel_init=KERNEL_INIT,
+                                         name=f'up{i}')(x)
       else:
-        x = nn.ConvTranspose(width, (4, 4), (2, 2), padding='SAME', kernel_init=KERNEL_INIT)(x)
-      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon)(x)
+        x = nn.ConvTranspose(width, (4, 4), (2, 2), padding='SAME', kernel_init=KERNEL_INIT,
+                             name=f'up{i}')(x)
+      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon, f'up{i}_bn')(x)
       x = nn.leaky_relu(x, self.leaky_slope)
     # Few output channels at full resolution: one matmul to all taps + shifted sums.
     x = layers.Conv2D(self.channels, (5, 5), impl='shift_add' if self.fast_layers else 'xla',
-                      kernel_init=KERNEL_INIT)(x)
+                      kernel_init=KERNEL_INIT, name='to_image')(x)
     return jnp.tanh(x)
 
 
@@ -103,11 +107,12 @@ class Discriminator(nn.Module):
       raise ValueError(f'Discriminator built for {self.image_size} px got images {images.shape}.')
     x = jnp.concatenate(
         [images, LabelPlane(self.num_classes, self.embed_dim, h, w)(labels)], axis=-1)
-    for width in self.widths:
+    for i, width in enumerate(self.widths):
       out_pixels = -(-x.shape[1] // 2) * -(-x.shape[2] // 2)
       impl = 'im2col' if self.fast_layers and out_pixels <= self.im2col_max_pixels else 'xla'
-      x = layers.Conv2D(width, (5, 5), (2, 2), impl=impl, kernel_init=KERNEL_INIT)(x)
-      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon)(x)
+      x = layers.Conv2D(width, (5, 5), (2, 2), impl=impl, kernel_init=KERNEL_INIT,
+                        name=f'conv{i}')(x)
+      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon, f'conv{i}_bn')(x)
       x = nn.leaky_relu(x, self.leaky_slope)
     x = x.reshape(b, -1)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)

@@ -1,0 +1,23 @@
+"""python -m braingan.bench gan|classifier [--json] [options]: speed benchmarks.
+
+Each sub-command lives in its own module (imported lazily, so the GAN benchmark does not
+import the classifier's dependencies and vice versa) and exposes `main(argv) -> int`.
+"""
+import importlib
+import sys
+
+BENCHMARKS = {'gan': 'braingan.bench.gan', 'classifier': 'braingan.bench.classifier'}
+
+
+def main(argv=None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if not argv or argv[0] not in BENCHMARKS:
+    print(f'usage: python -m braingan.bench {{{"|".join(BENCHMARKS)}}} [--json] [options]',
+          file=sys.stderr)
+    return 2
+  module = importlib.import_module(BENCHMARKS[argv[0]])
+  return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

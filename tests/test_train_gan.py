@@ -1,0 +1,165 @@
+"""The GAN step (learning, multi-device parity), NaN stop, and a real SIGKILL + resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from braingan.train import gan, gan_step, parallel
+from configs import cgan
+from tests.conftest import REPO_ROOT, make_folder
+from tests.multidevice import run_with_devices
+
+TINY = dict(latent_dim=16, g_base_depth=16, g_widths=(16, 8, 8, 8), d_widths=(8, 8, 16, 16, 16))
+
+
+def tiny_config(image_size=32):
+  config = cgan.get_config()
+  config.data.image_size = image_size
+  config.model.update(TINY)
+  config.batch_size = 8
+  return config
+
+
+def _batch(config, n, seed=0):
+  rng = np.random.default_rng(seed)
+  s = config.data.image_size
+  return {'image': rng.uniform(-1, 1, (n, s, s, 1)).astype(np.float32),
+          'label': (np.arange(n) % 4).astype(np.int32)}
+
+
+def test_step_learns_and_is_deterministic():
+  config = tiny_config()
+  generator, discriminator = gan.build_models(config)
+  mesh = parallel.make_mesh(1)
+  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
+  batch = parallel.shard_batch(mesh, _batch(config, 8))
+  runs = []
+  for _ in range(2):
+    state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
+    losses = []
+    for _ in range(8):
+      state, metrics = step(state, batch)
+      losses.append({k: float(v) for k, v in metrics.items()})
+    runs.append(losses)
+  assert runs[0] == runs[1]  # explicit RNG: same seed, same numbers
+  assert int(state['generator'].step) == int(state['discriminator'].step) == 8
+  d_losses = [m['d_loss'] for m in runs[0]]
+  assert all(np.isfinite(d_losses))
+  assert d_losses[-1] < d_losses[0]   # D learns to separate a fixed real batch from fakes
+  assert 0.0 < runs[0][-1]['d_real'] < 1.0 and 0.0 < runs[0][-1]['d_fake'] < 1.0
+
+
+_PARITY = '''
+import json, sys
+import numpy as np
+sys.path.insert(0, 'tests')
+from tests.test_train_gan import tiny_config, _batch
+from braingan.train import gan, gan_step, parallel
+config = tiny_config()
+generator, discriminator = gan.build_models(config)
+mesh = parallel.make_mesh()
+step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
+state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
+out = []
+for i in range(3):
+  state, m = step(state, parallel.shard_batch(mesh, _batch(config, 16, seed=i)))
+  out.append({k: float(v) for k, v in m.items()})
+print(json.dumps({'devices': int(mesh.devices.size), 'metrics': out}))
+'''
+
+
+def test_eight_devices_match_one_device():
+  result = json.loads(run_with_devices(_PARITY, 8).strip().splitlines()[-1])
+  assert result['devices'] == 8
+  config = tiny_config()
+  generator, discriminator = gan.build_models(config)
+  mesh = parallel.make_mesh(1)
+  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
+  state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
+  for i, want in enumerate(result['metrics']):
+    state, m = step(state, parallel.shard_batch(mesh, _batch(config, 16, seed=i)))
+    for k, v in m.items():   # BatchNorm statistics are over the global batch in both runs
+      assert float(v) == pytest.approx(want[k], rel=1e-4, abs=1e-5), (i, k)
+
+
+def test_non_finite_loss_stops_with_clear_message():
+  config = tiny_config()
+
+  class Data:
+    def train_epoch(self, epoch, batch_size):
+      for _ in range(3):
+        yield _batch(config, 8)
+
+  calls = []
+
+  def step_fn(state, batch):
+    calls.append(1)
+    nan = jnp.float32(np.nan) if len(calls) == 2 else jnp.float32(0.5)
+    return state, {'d_loss': nan, 'g_loss': jnp.float32(1.0), 'd_real': nan, 'd_fake': nan}
+
+  with pytest.raises(gan.NonFiniteLossError, match='d_loss.*epoch 3, step 2.*last good'):
+    gan._run_epoch(config, Data(), step_fn, {}, 2, 3, parallel.make_mesh(1))
+
+
+def _train_cmd(workdir, data_dir, epochs):
+  flags = {'data.data_dir': data_dir, 'data.image_size': 32, 'batch_size': 4,
+           'num_epochs': epochs, 'generate_per_class': 2, 'grid_per_class': 2,
+           'log_every_seconds': 0.0, 'model.latent_dim': 16, 'model.g_base_depth': 16,
+           'model.g_widths': '(16,8,8,8)', 'model.d_widths': '(8,8,16,16,16)'}
+  return [sys.executable, os.path.join(REPO_ROOT, 'train_gan.py'),
+          f'--config={os.path.join(REPO_ROOT, "configs", "cgan.py")}', f'--workdir={workdir}'] + [
+              f'--config.{k}={v}' for k, v in flags.items()]
+
+
+def test_sigkill_then_resume_finishes(tmp_path):
+  data_dir = make_folder(tmp_path / 'data', per_class=5)
+  workdir = str(tmp_path / 'run')
+  env = dict(os.environ, PYTHONPATH=REPO_ROOT, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
+  cmd = _train_cmd(workdir, data_dir, epochs=40)
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 240
+  try:
+    while time.time() < deadline:
+      done = [d for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) else []
+      if done:
+        break
+      assert proc.poll() is None, proc.stdout.read()
+      time.sleep(0.2)
+    else:
+      pytest.fail('no checkpoint appeared')
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  finished_before = {int(d) for d in os.listdir(ckpt_dir) if d.isdigit()}
+  assert finished_before and max(finished_before) < 40   # killed mid-training
+
+  resumed = subprocess.run(_train_cmd(workdir, data_dir, epochs=max(finished_before) + 2),
+                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+  records = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+  last = max(finished_before)
+  steps_per_epoch = records[0]['step']
+  match = [l for l in resumed.stdout.splitlines() if l.startswith('Resumed at epoch')]
+  assert match, resumed.stdout
+  resumed_epoch = int(match[0].split()[3].rstrip(','))
+  assert resumed_epoch == last
+  assert match[0].endswith(f'train step {resumed_epoch * steps_per_epoch}.')
+  final = {int(d) for d in os.listdir(ckpt_dir) if d.isdigit()}
+  assert max(final) == last + 2
+  epochs_logged = [r['epoch'] for r in records]
+  assert epochs_logged[-1] == last + 2 and records[-1]['step'] == (last + 2) * steps_per_epoch
+  assert os.path.exists(os.path.join(workdir, 'samples', f'epoch_{last + 2:03d}.png'))
+  manifest = json.load(open(os.path.join(workdir, 'generated', 'manifest.json')))
+  assert manifest['checkpoint_epoch'] == last + 2
+  assert all(len(os.listdir(os.path.join(workdir, 'generated', c))) == 2
+             for c in manifest['classes'])
