@@ -97,7 +97,14 @@ def profile_step(run_once, compiled) -> dict:
           'by_layer_ms': {k: round(v, 1) for k, v in by_layer.most_common(16)}}
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> int:
+  """Entry point of `python -m braingan.bench classifier`; prints the result, returns 0."""
+  run(argv)
+  return 0
+
+
+def run(argv=None) -> dict:
+  """Runs the benchmark, prints it (table or --json) and returns the result dict."""
   args = _parse(argv or [])
   compiled, state, batch, lr, compile_s = build_step(args.image_size, args.batch_size,
                                                      args.freeze)
