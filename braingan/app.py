@@ -148,10 +148,14 @@ def generate_tab(args) -> None:
     count = c3.select_slider('Images', options=(4, 8, 16), value=8, key='gen_count')
     submitted = st.form_submit_button('Generate')
   if submitted:
-    images = generator.sample(class_name, int(seed), int(count))
+    # Kept in the session so the grid survives reruns (e.g. an upload in the other tab).
+    st.session_state['generated'] = (class_name, int(seed), int(count),
+                                     generator.sample(class_name, int(seed), int(count)))
+  if 'generated' in st.session_state:
+    class_name, seed, count, images = st.session_state['generated']
     st.image(serve.image_grid(images), width='stretch',
-             caption=f'{count} synthetic "{class_name}" slices, seed {seed} '
-                     '(the same class and seed always give the same images)')
+             caption=f'{count} synthetic "{class_name}" slices, seed {seed} (the same class and '
+                     'seed always give the same images). Synthetic: not a scan of any patient.')
 
 
 def main() -> None:

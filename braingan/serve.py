@@ -28,6 +28,7 @@ from braingan.data import CLASSES
 from braingan.data import decode
 
 DICOM_SUFFIXES = ('.dcm', '.dicom')
+MAX_SAMPLES = 16  # Images per generator request (the app offers 4, 8 or 16).
 
 
 def dicom_available() -> bool:
@@ -166,9 +167,10 @@ class ClassifierService:
         lambda x: self.predict_fn.model.apply(self.predict_fn.variables, x, output='backbone'),
         jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)).shape[1:3])
     # Compile both functions now, so the first upload is as fast as the others.
-    warm = np.zeros((1, size, size, channels), np.float32)
-    self.predict_fn(warm)
-    np.asarray(self._gradcam(warm, 0))
+    # (Same argument types as `predict`, or jit would compile again on the first upload.)
+    warm = np.zeros((size, size, channels), np.float32)
+    self.predict_fn(warm[None])
+    self.gradcam(warm, 0)
 
   def gradcam(self, image: np.ndarray, class_index: int) -> np.ndarray:
     return np.asarray(self._gradcam(jnp.asarray(image[None], jnp.float32),
@@ -245,12 +247,50 @@ def image_grid(images: np.ndarray, columns: int = 4, pad: int = 2) -> np.ndarray
   return upscale_for_display(grid, size=512)
 
 
-def load_generator(workdir: str):
-  """The GAN run's generator, or CheckpointError naming `workdir`."""
+
+class GeneratorService:
+  """A finished cGAN run's generator, loaded once: a grid of images for (class, seed).
+
+  Image i of a request uses the noise N(0, I) drawn from fold_in(key(seed), i), as
+  `braingan.generate` does, so a (class, seed, count) request always gives the same images
+  and a larger count only appends images.
+  """
+
+  def __init__(self, workdir: str):
+    from braingan.train import gan  # pylint: disable=g-import-not-at-top
+    from braingan.train import gan_step  # pylint: disable=g-import-not-at-top
+    self.workdir = workdir
+    self.config, generator, self.variables, self.meta = gan.restore_generator(workdir)
+    self._sampler = gan_step.make_sampler(generator)
+    self.latent_dim = int(self.config.model.latent_dim)
+    self.sample(CLASSES[0], 0, 1)  # Compile now, not on the first click.
+
+  def noise(self, seed: int, count: int) -> jax.Array:
+    key = jax.random.key(seed)
+    return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (self.latent_dim,)))(
+        jnp.arange(count))
+
+  def sample(self, class_name: str, seed: int, count: int) -> np.ndarray:
+    """float32 [count, H, W, C] in [-1, 1], count <= MAX_SAMPLES.
+
+    Always runs a batch of MAX_SAMPLES and keeps the first `count` (inference-mode BatchNorm
+    makes images independent of one another), so no request compiles the sampler again.
+    """
+    if class_name not in CLASSES:
+      raise ValueError(f'class {class_name!r} is not one of {CLASSES}')
+    if not 1 <= count <= MAX_SAMPLES:
+      raise ValueError(f'count={count} must be in 1..{MAX_SAMPLES}')
+    labels = jnp.full((MAX_SAMPLES,), CLASSES.index(class_name), jnp.int32)
+    images = self._sampler(self.variables, self.noise(seed, MAX_SAMPLES), labels)
+    return np.asarray(images[:count])
+
+
+def load_generator(workdir: str) -> GeneratorService:
+  """GeneratorService, or CheckpointError naming `workdir` and what is wrong with it."""
   if not os.path.isdir(workdir):
     raise CheckpointError(f'{workdir}: no such directory (expected a finished cGAN run)')
   try:
-    from braingan import generate  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError as e:
-    raise CheckpointError(f'{workdir}: this checkout cannot load GAN runs yet ({e})') from e
-  raise CheckpointError(f'{workdir}: GAN loading is not wired into the app yet')
+    return GeneratorService(workdir)
+  except Exception as e:  # A missing config, no checkpoint, or one of another network.
+    raise CheckpointError(f'{workdir}: the generator could not be loaded '
+                          f'({type(e).__name__}: {_first_line(e)})') from e

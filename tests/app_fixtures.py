@@ -56,3 +56,41 @@ def tiny_classifier_run(tmp_path_factory):
 def sample_image(class_folder: str = 'glioma_tumor') -> str:
   """A real MRI slice from the shipped sample."""
   return sorted(glob.glob(os.path.join(SAMPLE_DIR, class_folder, '*.jpg')))[0]
+
+
+def tiny_gan_config():
+  """configs/cgan.py shrunk to a few thousand parameters at 32 px."""
+  from configs import cgan  # pylint: disable=g-import-not-at-top
+  config = cgan.get_config()
+  config.data.data_dir = SAMPLE_DIR
+  config.data.image_size = 32
+  config.model.latent_dim = 8
+  config.model.embed_dim = 4
+  config.model.g_base_depth = 8
+  config.model.g_widths = (8, 8)
+  config.model.d_widths = (8, 8)
+  config.batch_size = 8
+  return config
+
+
+def write_untrained_gan_run(workdir: str) -> str:
+  """A GAN run directory as braingan.train.gan writes it (config.json + Orbax checkpoint), holding
+  its initial weights. Training even one GAN step costs a ~30 s compile on a busy 2-core CPU; the
+  app's generator tab is about restoring and sampling, which untrained weights exercise fully.
+  """
+  from braingan.train import gan  # pylint: disable=g-import-not-at-top
+  from braingan.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  config = tiny_gan_config()
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, gan.CONFIG_FILE), 'w', encoding='utf-8') as f:
+    f.write(config.to_json(indent=2))
+  generator, discriminator = gan.build_models(config)
+  state = gan.initial_state(config, generator, discriminator)
+  with Checkpointer(os.path.join(workdir, gan.CHECKPOINT_DIR), async_save=False) as ckpt:
+    ckpt.save(1, state, meta={'epoch': 1, 'train_step': 0}, force=True)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def untrained_gan_run(tmp_path_factory):
+  return write_untrained_gan_run(str(tmp_path_factory.mktemp('app_gan') / 'gan'))

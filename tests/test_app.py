@@ -22,7 +22,12 @@ from braingan import serve
 from braingan.data import CLASSES, decode
 from braingan.models import resnet
 from braingan.train import classifier
-from tests.app_fixtures import APP_SCRIPT, sample_image, tiny_classifier_run  # noqa: F401 pylint: disable=unused-import
+from tests.app_fixtures import APP_SCRIPT, sample_image  # pylint: disable=unused-import
+from tests.app_fixtures import tiny_classifier_run, untrained_gan_run  # noqa: F401 pylint: disable=unused-import
+
+# Orbax's failed restore of a mismatched checkpoint (test_missing_or_incompatible_...) leaves
+# un-awaited TensorStore reads that Python reports later, during whichever test is running.
+pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 
 
 def run_app(*args, at=None):
@@ -102,8 +107,6 @@ def test_bad_uploads_give_messages_and_the_app_recovers(tiny_classifier_run):
     assert not at.error and at.metric[0].value in CLASSES
 
 
-# Orbax's failed restore of mismatched shapes leaves un-awaited TensorStore reads behind.
-@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 def test_missing_or_incompatible_checkpoint_names_the_path(tiny_classifier_run, tmp_path):
   missing = str(tmp_path / 'no_such_run')
   at = run_app(f'--classifier={missing}')
@@ -124,6 +127,47 @@ def test_missing_or_incompatible_checkpoint_names_the_path(tiny_classifier_run, 
   (wrong / 'config.json').write_text(json.dumps(config))
   at = run_app(f'--classifier={wrong}')
   assert str(wrong) in at.error[0].value and 'could not be loaded' in at.error[0].value
+
+
+def test_generator_tab_draws_the_requested_grid(tiny_classifier_run, untrained_gan_run, tmp_path):
+  args = (f'--classifier={tiny_classifier_run}', f'--gan={untrained_gan_run}')
+  at = run_app(*args)
+  assert not at.error and not at.image
+  at.selectbox(key='gen_class').set_value('pituitary')
+  at.number_input(key='gen_seed').set_value(7)
+  at.select_slider(key='gen_count').set_value(4)
+  at.button[0].click()
+  at = run_app(*args, at=at)
+  assert not at.error and len(at.image) == 1
+  caption = at.image[0].captions[0]
+  assert '4 synthetic "pituitary"' in caption and 'seed 7' in caption, caption
+  # An upload in the other tab keeps the grid.
+  path = sample_image('no_tumor')
+  at = upload(at, os.path.basename(path), _read(path), 'image/jpeg', *args)
+  assert len(at.image) == 3
+
+  missing = str(tmp_path / 'no_gan_here')
+  at = run_app(f'--classifier={tiny_classifier_run}', f'--gan={missing}')
+  assert len(at.error) == 1 and missing in at.error[0].value
+  assert at.file_uploader  # The classifier tab still works.
+
+
+def test_generator_service_is_deterministic_per_class_and_seed(untrained_gan_run, tmp_path):
+  gen = serve.load_generator(untrained_gan_run)
+  assert gen.meta['epoch'] == 1
+  images = gen.sample('glioma', 7, 4)
+  assert images.shape == (4, 32, 32, 1) and np.abs(images).max() <= 1.0
+  np.testing.assert_array_equal(images, gen.sample('glioma', 7, 4))
+  np.testing.assert_allclose(images[:2], gen.sample('glioma', 7, 2), atol=1e-6)
+  assert np.abs(images - gen.sample('glioma', 8, 4)).max() > 1e-3
+  assert np.abs(images - gen.sample('pituitary', 7, 4)).max() > 1e-4
+  with pytest.raises(ValueError, match='count=17'):
+    gen.sample('glioma', 7, serve.MAX_SAMPLES + 1)
+  with pytest.raises(serve.CheckpointError, match='no such directory'):
+    serve.load_generator(str(tmp_path / 'nothing'))
+  (tmp_path / 'empty_run').mkdir()
+  with pytest.raises(serve.CheckpointError, match='empty_run: the generator could not be loaded'):
+    serve.load_generator(str(tmp_path / 'empty_run'))
 
 
 def test_gradcam_matches_the_analytic_gradient_of_the_head():
