@@ -72,7 +72,62 @@ def classifier(mesh):
           _images(GLOBAL_BATCH, CLASSIFIER_SIZE, 1))
 
 
-WORKLOADS: dict[str, Callable] = {'toy': toy, 'classifier': classifier}
+def _numpy_filled(shapes: Any, seed: int) -> Any:
+  """A state pytree with Keras-like random weights drawn by NumPy at the given shapes.
+
+  Why: the trainers' `jax.jit(model.init)` compiles Flax's initializers, tens of seconds on a
+  busy 2-core CPU and in every process of the job; the train step under test is the same.
+  Weights: glorot-uniform kernels, U(-0.05, 0.05) embeddings, BN scale / running var 1; zero
+  elsewhere (biases, Adam moments, counters); PRNG key data from the seed.
+  """
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    name = jax.tree_util.keystr(path)
+    in_params = '.params[' in name
+    if name.endswith('.rng'):
+      return rng.integers(0, 2**32, leaf.shape, dtype=np.uint32)
+    if in_params and name.endswith("['kernel']"):
+      receptive = int(np.prod(leaf.shape[:-2])) if len(leaf.shape) > 2 else 1
+      limit = np.sqrt(6.0 / (leaf.shape[-2] * receptive + leaf.shape[-1] * receptive))
+      return rng.uniform(-limit, limit, leaf.shape).astype(leaf.dtype)
+    if in_params and name.endswith("['embedding']"):
+      return rng.uniform(-0.05, 0.05, leaf.shape).astype(leaf.dtype)
+    if name.endswith(("['scale']", "['var']")) and ('.params[' in name or '.batch_stats[' in name):
+      return np.ones(leaf.shape, leaf.dtype)
+    return np.zeros(leaf.shape, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def gan_config():
+  """A tiny cDCGAN (same layers as GANForge's preset, narrow), dropout on."""
+  from configs import cgan  # pylint: disable=g-import-not-at-top
+  config = cgan.get_config()
+  config.data.image_size = GAN_SIZE
+  config.model.latent_dim = 16
+  config.model.embed_dim = 4
+  config.model.g_base_depth = 16
+  config.model.g_widths = (16, 8, 8, 8)
+  config.model.d_widths = (4, 8, 8, 16, 16)
+  config.optimizer.learning_rate = 1e-2
+  config.optimizer.epsilon = ADAM_EPSILON
+  config.batch_size = GLOBAL_BATCH
+  return config
+
+
+def gan(mesh):
+  from braingan.train import gan as gan_lib  # pylint: disable=g-import-not-at-top
+  from braingan.train import gan_step  # pylint: disable=g-import-not-at-top
+  config = gan_config()
+  generator, discriminator = gan_lib.build_models(config)
+  shapes = jax.eval_shape(lambda: gan_lib.initial_state(config, generator, discriminator))
+  state = _numpy_filled(shapes, seed=3)
+  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
+  return step, parallel.replicate(mesh, state), (), _images(GLOBAL_BATCH, GAN_SIZE, 2)
+
+
+WORKLOADS: dict[str, Callable] = {'toy': toy, 'classifier': classifier, 'gan': gan}
 
 
 def run(name: str, mesh, steps: int) -> tuple[Any, list[dict[str, float]]]:

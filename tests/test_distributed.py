@@ -178,7 +178,7 @@ def two_process_run(tmp_path_factory):
   code = (_TWO_PROCESS_SNIPPET.replace('STEPS', str(STEPS)).replace('CKPT', repr(ckpt_dir))
           .replace('WORKLOADS', repr(list(workloads.WORKLOADS))))
   results = [result_of(out) for out in launch(code, num_processes=2, devices_per_process=1,
-                                              timeout=240)]
+                                              timeout=480)]
   return results, ckpt_dir
 
 
