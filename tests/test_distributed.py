@@ -104,17 +104,19 @@ def test_resolve_precedence_and_errors(monkeypatch):
   cfg = distributed.default_config()
   cfg.coordinator_address, cfg.num_processes, cfg.process_id = 'h1:99', 2, 1
   got = distributed.resolve({'distributed': cfg}, environ=env)   # config wins over env
-  assert (got.source, got.coordinator_address, got.num_processes) == ('config', 'h1:99', 2)
+  assert (got.source, got.coordinator_address, got.num_processes) == ('flags', 'h1:99', 2)
   flat = {'coordinator_address': 'h2:5', 'num_processes': 2, 'process_id': 0}
   assert distributed.resolve(flat, environ={}).coordinator_address == 'h2:5'
   with pytest.raises(ValueError, match='BRAINGAN_PROCESS_ID=4'):
     distributed.resolve(None, environ={**env, distributed.ENV_PROCESS_ID: '4'})
   with pytest.raises(ValueError, match='must be integers'):
     distributed.resolve(None, environ={distributed.ENV_COORDINATOR: 'h0:1'})
-  with pytest.raises(ValueError, match='config.distributed.coordinator_address'):
+  with pytest.raises(ValueError, match='num_processes=2 .* needs a coordinator_address'):
     distributed.resolve({'num_processes': 2}, environ={})
   with pytest.raises(ValueError, match='host:port'):
     distributed.resolve({'coordinator_address': 'h0', 'num_processes': 2, 'process_id': 0})
+  with pytest.raises(ValueError, match=r'process_id=2 \(flags/config\)'):
+    distributed.resolve({'coordinator_address': 'h0:1', 'num_processes': 2, 'process_id': 2})
   with pytest.raises(ValueError, match='cluster_detection'):
     distributed.resolve({'cluster_detection': 'maybe'}, environ={})
   # A multi-task SLURM job is left to JAX's own detection; a one-task job is a single process.
@@ -126,6 +128,20 @@ def test_resolve_precedence_and_errors(monkeypatch):
   assert distributed.resolve({'cluster_detection': 'off'}, environ={}).source == 'single'
   monkeypatch.setenv('SLURM_NTASKS', '1')
   assert distributed.resolve(None, environ={}).source == 'single'
+
+
+def test_resolve_reads_absl_flags():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FlagValues()
+  distributed.define_flags(flag_values)
+  distributed.define_flags(flag_values)  # idempotent
+  flag_values(['prog'])
+  assert distributed.resolve(flag_values, environ={}).source == 'single'
+  flag_values(['prog', '--coordinator_address=10.0.0.1:1234', '--num_processes=3',
+               '--process_id=2'])
+  got = distributed.resolve(flag_values, environ={})
+  assert (got.source, got.coordinator_address, got.num_processes, got.process_id) == (
+      'flags', '10.0.0.1:1234', 3, 2)
 
 
 def test_single_process_helpers():

@@ -4,9 +4,9 @@ Why one function: every script (train_gan.py, train_classifier.py, the benches) 
 distributed runtime BEFORE anything touches a device, and the settings can come from several
 places. `initialize(config)` looks, in this order, at:
 
-  1. the config: `config.distributed.{coordinator_address,num_processes,process_id}`
-     (or the same three fields at the top level of the config, or any object with them,
-     e.g. absl FLAGS), when `coordinator_address` is non-empty;
+  1. flags or config: `--coordinator_address --num_processes --process_id` (absl flags that
+     scripts define with `define_flags()` and pass as `initialize(flags.FLAGS)`), or the same
+     fields in a config (`config.distributed.*` or top-level), when the address is non-empty;
   2. the environment: BRAINGAN_COORDINATOR (host:port of process 0),
      BRAINGAN_NUM_PROCESSES, BRAINGAN_PROCESS_ID. Handy for launchers that export
      per-process variables (torchrun-like wrappers, plain ssh loops, k8s indexed jobs);
@@ -45,6 +45,26 @@ ENV_CLUSTER_DETECTION = 'BRAINGAN_CLUSTER_DETECTION'
 _T = TypeVar('_T')
 
 
+def define_flags(flag_values: Any = None) -> None:
+  """Defines --coordinator_address, --num_processes, --process_id (absl) for a script.
+
+  Per-process values belong on the command line or in the environment rather than in a config
+  file that every host shares; `initialize(flags.FLAGS)` reads them. Safe to call twice.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  if 'coordinator_address' in flag_values:
+    return
+  flags.DEFINE_string('coordinator_address', '',
+                      'host:port of process 0 for a multi-process run (or set '
+                      f'{ENV_COORDINATOR}); empty: environment / cluster detection.',
+                      flag_values=flag_values)
+  flags.DEFINE_integer('num_processes', 0, 'Processes in the run (with --coordinator_address).',
+                       flag_values=flag_values)
+  flags.DEFINE_integer('process_id', -1, 'This process, 0..num_processes-1.',
+                       flag_values=flag_values)
+
+
 def default_config() -> ml_collections.ConfigDict:
   """The `distributed` sub-config a training config may embed (all off by default)."""
   cfg = ml_collections.ConfigDict()
@@ -59,7 +79,7 @@ def default_config() -> ml_collections.ConfigDict:
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """Where the distributed settings came from and what they are (None: detected by JAX)."""
-  source: str                      # 'single', 'config', 'env', or 'cluster:<ClusterEnv name>'
+  source: str                      # 'single', 'flags' (or config), 'env', 'cluster:<name>'
   coordinator_address: str | None = None
   num_processes: int | None = None
   process_id: int | None = None
@@ -77,7 +97,7 @@ def _field(obj: Any, name: str, default: Any) -> Any:
     return obj.get(name, default)
   try:
     return getattr(obj, name)
-  except (AttributeError, KeyError):
+  except Exception:  # pylint: disable=broad-except  # AttributeError/KeyError; absl's own errors
     return default
 
 
@@ -136,13 +156,12 @@ def resolve(config: Any = None, environ: Mapping[str, str] | None = None) -> Set
   num = _field(section, 'num_processes', 0)
   pid = _field(section, 'process_id', -1)
   if address:
-    address, num, pid = _checked(address, num, pid, 'config',
-                                 ('config.distributed.num_processes',
-                                  'config.distributed.process_id'))
-    return Settings('config', address, num, pid, timeout)
+    address, num, pid = _checked(address, num, pid, 'flags/config',
+                                 ('num_processes', 'process_id'))
+    return Settings('flags', address, num, pid, timeout)
   if num and int(num) > 1:
-    raise ValueError(f'config.distributed.num_processes={num} needs '
-                     'config.distributed.coordinator_address (host:port of process 0).')
+    raise ValueError(f'num_processes={num} (flags/config) needs a coordinator_address '
+                     '(host:port of process 0).')
   env_address = environ.get(ENV_COORDINATOR, '')
   if env_address:
     address, num, pid = _checked(env_address, environ.get(ENV_NUM_PROCESSES),
@@ -152,8 +171,7 @@ def resolve(config: Any = None, environ: Mapping[str, str] | None = None) -> Set
   detection = str(environ.get(ENV_CLUSTER_DETECTION, '') or
                   _field(section, 'cluster_detection', 'auto') or 'auto')
   if detection not in ('auto', 'off'):
-    raise ValueError(f"config.distributed.cluster_detection={detection!r} must be 'auto' "
-                     "or 'off'.")
+    raise ValueError(f"cluster_detection={detection!r} must be 'auto' or 'off'.")
   if detection == 'auto':
     cluster = _detected_cluster()
     if cluster is not None:
