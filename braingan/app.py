@@ -117,7 +117,8 @@ def classify_tab(service, error: str | None) -> None:
     st.caption(f'probability {pred.probs[pred.label]:.1%}')
     probs = pd.DataFrame({'class': list(CLASSES), 'probability': pred.probs.astype(float)})
     st.bar_chart(probs, x='class', y='probability', horizontal=True, sort=False, height=220)
-    st.dataframe(probs, hide_index=True, width='stretch')
+    st.dataframe(probs, hide_index=True, width='stretch', column_config={
+        'probability': st.column_config.NumberColumn(format='%.4f')})
   h, w = pred.cam_grid
   note = ''
   if not pred.cam.max() > 0:
@@ -128,7 +129,7 @@ def classify_tab(service, error: str | None) -> None:
   st.caption(f'Grad-CAM on the last convolutional stage (conv5, a {h}x{w} map upsampled to '
              f'{size}x{size}): warm colours mark regions that raised the score of '
              f'"{pred.class_name}". It shows where the model looked, not where a tumour is.'
-             f'{note} Upload to prediction: {pred.seconds * 1000:.0f} ms.')
+             f'{note} Upload to prediction for "{upload.name}": {pred.seconds * 1000:.0f} ms.')
 
 
 def generate_tab(args) -> None:

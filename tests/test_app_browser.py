@@ -105,10 +105,9 @@ def test_upload_in_headless_chromium_shows_the_prediction(streamlit_server, tiny
       page.goto(url, wait_until='domcontentloaded')
       page.get_by_text('not a diagnostic device').wait_for()
       page.locator('input[type="file"]').set_input_files(path)
-      value = page.get_by_test_id('stMetricValue')
-      value.wait_for()
-      predicted = value.inner_text().strip()
-      page.get_by_text('Upload to prediction').wait_for()
+      # This caption is written after the prediction of *this* file (not a stale rerun).
+      page.get_by_text(f'Upload to prediction for "{os.path.basename(path)}"').wait_for()
+      predicted = page.get_by_test_id('stMetricValue').inner_text().strip()
       page.wait_for_timeout(500)  # Let the images finish painting for the screenshot.
       page.screenshot(path=screenshot, full_page=True)
     finally:
