@@ -104,6 +104,9 @@ def classify_tab(service, error: str | None) -> None:
     st.error(f'Cannot use "{upload.name}": {e.reason}. Please upload a brain MRI slice as '
              'JPEG or PNG.')
     return
+  except Exception as e:  # pylint: disable=broad-except  (keep the page usable; say what failed)
+    st.error(f'Could not classify "{upload.name}": {type(e).__name__}: {e}')
+    return
   size = service.data_cfg.image_size
   left, middle, right = st.columns([1, 1, 1.2])
   with left:
