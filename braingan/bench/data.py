@@ -1,4 +1,4 @@
-"""Input-pipeline throughput: `python -m braingan.bench.data [--data_dir=...] [--json]`.
+"""Input-pipeline throughput: `python -m braingan.bench data [--data_dir=...] [--json]`.
 
 Cold: scan + dedup + manifest + TFDS preparation from the raw JPEGs (what a first run pays).
 Warm: reading the prepared TFDS data and iterating training epochs at batch 32 (what every
@@ -11,31 +11,34 @@ import sys
 import tempfile
 import time
 
-from absl import app
-from absl import flags
+import argparse
 
 from braingan.data import pipeline
 from configs import common
 
-flags.DEFINE_string('data_dir', os.path.join(os.path.dirname(__file__), '..', '..', '..',
-                                             'shared', 'data', 'brain_tumor_mri', 'Training'),
-                    'Image folder to measure on.')
-flags.DEFINE_integer('image_size', 128, 'Image side.')
-flags.DEFINE_integer('batch_size', 32, 'Global batch size.')
-flags.DEFINE_integer('epochs', 2, 'Warm epochs to time.')
-flags.DEFINE_bool('json', False, 'Print one JSON object instead of a table.')
-FLAGS = flags.FLAGS
+DEFAULT_DATA = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'shared', 'data',
+                            'brain_tumor_mri', 'Training')
 
 
-def _epoch_rate(source, epoch, augment):
+def _parse(argv):
+  parser = argparse.ArgumentParser(prog='python -m braingan.bench data')
+  parser.add_argument('--data_dir', default=DEFAULT_DATA, help='Image folder to measure on.')
+  parser.add_argument('--image_size', type=int, default=128)
+  parser.add_argument('--batch_size', type=int, default=32, help='Global batch size.')
+  parser.add_argument('--epochs', type=int, default=2, help='Warm epochs to time.')
+  parser.add_argument('--json', action='store_true', help='Print one JSON object.')
+  return parser.parse_args(argv)
+
+
+def _epoch_rate(source, epoch, augment, batch_size):
   start, n = time.perf_counter(), 0
-  for batch in source.train_epoch(epoch, FLAGS.batch_size, augment=augment):
+  for batch in source.train_epoch(epoch, batch_size, augment=augment):
     n += len(batch['label'])
   return n / (time.perf_counter() - start)
 
 
-def main(argv):
-  del argv
+def main(argv=None) -> int:
+  FLAGS = _parse(argv)  # pylint: disable=invalid-name
   cfg = common.data_config()
   cfg.data_dir, cfg.image_size = os.path.abspath(FLAGS.data_dir), FLAGS.image_size
   with tempfile.TemporaryDirectory() as workdir:
@@ -46,8 +49,8 @@ def main(argv):
     start = time.perf_counter()
     source = pipeline.load(cfg, workdir, seed=0)
     warm_load_s = time.perf_counter() - start
-    plain = [_epoch_rate(source, e, False) for e in range(FLAGS.epochs)]
-    augmented = [_epoch_rate(source, e, True) for e in range(FLAGS.epochs)]
+    plain = [_epoch_rate(source, e, False, FLAGS.batch_size) for e in range(FLAGS.epochs)]
+    augmented = [_epoch_rate(source, e, True, FLAGS.batch_size) for e in range(FLAGS.epochs)]
   result = {
       'files': files, 'image_size': FLAGS.image_size, 'batch_size': FLAGS.batch_size,
       'cold_prepare_s': round(cold_s, 2), 'cold_images_per_s': round(files / cold_s, 1),
@@ -66,7 +69,8 @@ def main(argv):
     print(f'  warm epochs: {result["warm_images_per_s"]} images/s plain, '
           f'{result["warm_augmented_images_per_s"]} images/s with augmentation')
   sys.stdout.flush()
+  return 0
 
 
 if __name__ == '__main__':
-  app.run(main)
+  sys.exit(main())
