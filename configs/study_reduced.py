@@ -1,0 +1,28 @@
+"""The study on a real folder with budgets cut to fit a 2-core CPU in about an hour.
+
+  python -m braingan.study --config=configs/study_reduced.py --workdir=runs/study_reduced \
+      --config.data.data_dir=../shared/data/brain_tumor_mri/Training
+
+What is cut, so nobody mistakes it for the full study (configs/study.py):
+- GAN: the full 128 px preset, 10 epochs instead of 50; 500 generated images per class.
+- Classifiers: from scratch (ImageNet weights cannot be downloaded here), a narrow network in
+  the ResNet50 layout (1 block per stage, width 32) instead of ResNet50; 10 epochs each.
+- CAS classifier: 4 epochs.
+"""
+from configs import study
+
+
+def get_config():
+  config = study.get_config()
+  config.data.data_dir = '../shared/data/brain_tumor_mri/Training'
+  config.gan.num_epochs = 10
+  config.synthetic_per_class = 500
+  clf = config.classifier
+  clf.pretrained = 'none'
+  clf.freeze = 'none'
+  clf.model.stage_sizes = (1, 1, 1, 1)
+  clf.model.width = 32
+  clf.epochs = 10
+  config.augmented_epochs = 10
+  config.cas_epochs = 4
+  return config
