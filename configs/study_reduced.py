@@ -1,10 +1,11 @@
-"""The study on a real folder with budgets cut to fit a 2-core CPU in about an hour.
+"""The study on a real folder with budgets cut to fit a 2-core CPU in about an hour (when the machine is otherwise idle).
 
   python -m braingan.study --config=configs/study_reduced.py --workdir=runs/study_reduced \
       --config.data.data_dir=../shared/data/brain_tumor_mri/Training
 
 What is cut, so nobody mistakes it for the full study (configs/study.py):
-- GAN: the full 128 px preset, 10 epochs instead of 50; 500 generated images per class.
+- Images: 64 px instead of 128 (a 128 px GAN step takes several seconds here).
+- GAN: the preset's widths, 10 epochs instead of 50; 500 generated images per class.
 - Classifiers: from scratch (ImageNet weights cannot be downloaded here), a narrow network in
   the ResNet50 layout (1 block per stage, width 32) instead of ResNet50; 10 epochs each.
 - CAS classifier: 4 epochs.
@@ -15,6 +16,7 @@ from configs import study
 def get_config():
   config = study.get_config()
   config.data.data_dir = '../shared/data/brain_tumor_mri/Training'
+  config.data.image_size = 64
   config.gan.num_epochs = 10
   config.synthetic_per_class = 500
   clf = config.classifier
