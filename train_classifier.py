@@ -12,17 +12,23 @@ from absl import logging
 from ml_collections import config_flags
 
 from braingan.train import classifier
+from braingan.train import distributed
 
 config_flags.DEFINE_config_file('config', 'configs/classifier.py', 'Classifier config file.')
 flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics, prepared data).')
 flags.mark_flags_as_required(['workdir'])
+distributed.define_flags()
 
 
 def main(argv):
   del argv
+  # Multi-host: joins the run from --coordinator_address/--num_processes/--process_id, the
+  # BRAINGAN_* variables or a SLURM/MPI/TPU environment, before JAX touches any device.
+  distributed.initialize(flags.FLAGS)
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO.
   final = classifier.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-  print(final)
+  if distributed.is_main_process():
+    print(final)
 
 
 if __name__ == '__main__':

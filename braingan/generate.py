@@ -31,7 +31,12 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 def generate(workdir: str, out_dir: str, per_class: int, *, seed: int = 0, batch_size: int = 64,
              step: int | None = None) -> dict[str, Any]:
-  """Restores the generator of `workdir` (latest checkpoint unless `step`) and writes PNGs."""
+  """Restores the generator of `workdir` (latest checkpoint unless `step`) and writes PNGs.
+
+  With several processes every process must call this (restoring is collective): each writes
+  its share of the batches (the noise of image i depends only on (seed, i), so the files are
+  the same as with one process) and process 0 writes the manifest once all are done.
+  """
   from braingan.train import gan  # pylint: disable=import-outside-toplevel
   from braingan.train import gan_step  # pylint: disable=import-outside-toplevel
   if per_class < 1:
@@ -48,6 +53,8 @@ def generate(workdir: str, out_dir: str, per_class: int, *, seed: int = 0, batch
     os.makedirs(os.path.join(out_dir, name), exist_ok=True)
   total = len(labels)
   for begin in range(0, total, batch_size):
+    if (begin // batch_size) % jax.process_count() != jax.process_index():
+      continue  # Another process writes this batch.
     end = min(begin + batch_size, total)
     batch_labels = np.zeros((batch_size,), np.int32)
     batch_labels[:end - begin] = labels[begin:end]
@@ -72,8 +79,12 @@ def generate(workdir: str, out_dir: str, per_class: int, *, seed: int = 0, batch
       'classes': list(CLASSES),
       'counts': {name: per_class for name in CLASSES},
   }
-  with open(os.path.join(out_dir, MANIFEST), 'w', encoding='utf-8') as f:
-    json.dump(manifest, f, indent=2)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices('braingan_generate_done')
+  if jax.process_index() == 0:
+    with open(os.path.join(out_dir, MANIFEST), 'w', encoding='utf-8') as f:
+      json.dump(manifest, f, indent=2)
   return manifest
 
 

@@ -34,6 +34,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.beta2 = 0.999
   config.optimizer.epsilon = 1e-7         # Keras's Adam default
   config.batch_size = 32                  # global batch, split over all devices
+  # Compute dtype: 'bfloat16' runs convolutions/matmuls in bf16 (GPU/TPU); parameters, Adam
+  # state, BatchNorm statistics and losses stay float32 (braingan/train/precision.py).
+  config.dtype = 'float32'
   config.num_epochs = 50
   config.max_steps_per_epoch = 0          # 0: whole epochs; >0 caps them (smoke runs)
   config.num_devices = 0                  # 0: all devices

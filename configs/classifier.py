@@ -39,6 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.freeze = 'keras15'
 
   config.batch_size = 32
+  # Compute dtype: 'bfloat16' runs convolutions/matmuls in bf16 (GPU/TPU); parameters, Adam
+  # state, BatchNorm statistics and losses stay float32 (braingan/train/precision.py).
+  config.dtype = 'float32'
   config.epochs = 15                     # The study used 20 for augmented runs.
   config.learning_rate = 1e-3
   config.adam_epsilon = 1e-7             # Keras's Adam default.

@@ -26,6 +26,7 @@ GAN_SIZE = 32
 # a small gradient is ~lr*g, so two correct runs agree to float rounding and any real
 # difference (per-device BatchNorm statistics, un-averaged gradients) still shows.
 ADAM_EPSILON = 1.0
+DTYPE = 'float32'   # config.dtype of the classifier / GAN workloads (tests/test_precision.py)
 
 
 def _images(n: int, size: int, seed: int) -> dict[str, np.ndarray]:
@@ -54,6 +55,7 @@ def classifier_config():
   config.batch_size = GLOBAL_BATCH
   config.learning_rate = 1e-2
   config.adam_epsilon = ADAM_EPSILON
+  config.dtype = DTYPE
   return config
 
 
@@ -113,6 +115,7 @@ def gan_config():
   config.optimizer.learning_rate = 1e-2
   config.optimizer.epsilon = ADAM_EPSILON
   config.batch_size = GLOBAL_BATCH
+  config.dtype = DTYPE
   return config
 
 

@@ -8,7 +8,7 @@ Embedding init U(-0.05, 0.05), BatchNorm momentum 0.99 and epsilon 1e-3.
 The discriminator returns a logit (GANForge ends in a sigmoid; our loss applies it, which is
 the same function but numerically stable).
 """
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -25,9 +25,12 @@ def _embed_init(key, shape, dtype=jnp.float32):
   return EMBED_INIT(key, shape, dtype) - 0.05        # ... shifted to be centred on 0
 
 
-def _batch_norm(train: bool, momentum: float, epsilon: float, name: str) -> nn.BatchNorm:
+def _batch_norm(train: bool, momentum: float, epsilon: float, name: str,
+                dtype: Any = jnp.float32) -> nn.BatchNorm:
+  # With dtype=bfloat16, Flax still computes the batch statistics and keeps the running
+  # averages in float32 (force_float32_reductions); only the normalised output is bf16.
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
-                      name=name)
+                      dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 class LabelPlane(nn.Module):
@@ -36,11 +39,13 @@ class LabelPlane(nn.Module):
   embed_dim: int
   height: int
   width: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, labels: jax.Array) -> jax.Array:
-    e = nn.Embed(self.num_classes, self.embed_dim, embedding_init=_embed_init)(labels)
-    plane = nn.Dense(self.height * self.width, kernel_init=KERNEL_INIT)(e)
+    e = nn.Embed(self.num_classes, self.embed_dim, embedding_init=_embed_init,
+                 dtype=self.dtype)(labels)
+    plane = nn.Dense(self.height * self.width, kernel_init=KERNEL_INIT, dtype=self.dtype)(e)
     return plane.reshape(labels.shape[0], self.height, self.width, 1)
 
 
@@ -58,6 +63,9 @@ class Generator(nn.Module):
   # True: the exactly equivalent fast lowerings of braingan.models.layers; False: plain
   # nn.ConvTranspose / nn.Conv (same maths and parameters, much slower on XLA:CPU).
   fast_layers: bool = True
+  # Compute dtype (config.dtype via braingan.train.precision); parameters, BatchNorm
+  # statistics and the output images stay float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array, labels: jax.Array, train: bool = True) -> jax.Array:
@@ -66,24 +74,25 @@ class Generator(nn.Module):
       raise ValueError(f'image_size={self.image_size} must be divisible by {scale} '
                        f'(one factor 2 per generator width {tuple(self.widths)}).')
     base = self.image_size // scale
-    x = nn.Dense(base * base * self.base_depth, kernel_init=KERNEL_INIT)(z)
+    x = nn.Dense(base * base * self.base_depth, kernel_init=KERNEL_INIT, dtype=self.dtype)(z)
     x = x.reshape(z.shape[0], base, base, self.base_depth)
     x = jnp.concatenate(
-        [x, LabelPlane(self.num_classes, self.embed_dim, base, base)(labels)], axis=-1)
+        [x, LabelPlane(self.num_classes, self.embed_dim, base, base, self.dtype)(labels)],
+        axis=-1)
     # Explicit names: the fast and plain variants have identical parameter trees.
     for i, width in enumerate(self.widths):
       if self.fast_layers:
         x = layers.SubPixelConvTranspose(width, (4, 4), (2, 2), kernel_init=KERNEL_INIT,
-                                         name=f'up{i}')(x)
+                                         dtype=self.dtype, name=f'up{i}')(x)
       else:
         x = nn.ConvTranspose(width, (4, 4), (2, 2), padding='SAME', kernel_init=KERNEL_INIT,
-                             name=f'up{i}')(x)
-      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon, f'up{i}_bn')(x)
+                             dtype=self.dtype, name=f'up{i}')(x)
+      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon, f'up{i}_bn', self.dtype)(x)
       x = nn.leaky_relu(x, self.leaky_slope)
     # Few output channels at full resolution: one matmul to all taps + shifted sums.
     x = layers.Conv2D(self.channels, (5, 5), impl='shift_add' if self.fast_layers else 'xla',
-                      kernel_init=KERNEL_INIT, name='to_image')(x)
-    return jnp.tanh(x)
+                      kernel_init=KERNEL_INIT, dtype=self.dtype, name='to_image')(x)
+    return jnp.tanh(x).astype(jnp.float32)
 
 
 class Discriminator(nn.Module):
@@ -99,6 +108,9 @@ class Discriminator(nn.Module):
   fast_layers: bool = True
   # With fast_layers, maps with at most this many output pixels use the im2col matmul.
   im2col_max_pixels: int = 16
+  # Compute dtype (config.dtype via braingan.train.precision); parameters, BatchNorm
+  # statistics and the logits stay float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, labels: jax.Array, train: bool = True) -> jax.Array:
@@ -106,22 +118,27 @@ class Discriminator(nn.Module):
     if h != self.image_size or w != self.image_size:
       raise ValueError(f'Discriminator built for {self.image_size} px got images {images.shape}.')
     x = jnp.concatenate(
-        [images, LabelPlane(self.num_classes, self.embed_dim, h, w)(labels)], axis=-1)
+        [images.astype(self.dtype),
+         LabelPlane(self.num_classes, self.embed_dim, h, w, self.dtype)(labels)], axis=-1)
     for i, width in enumerate(self.widths):
       out_pixels = -(-x.shape[1] // 2) * -(-x.shape[2] // 2)
       impl = 'im2col' if self.fast_layers and out_pixels <= self.im2col_max_pixels else 'xla'
       x = layers.Conv2D(width, (5, 5), (2, 2), impl=impl, kernel_init=KERNEL_INIT,
-                        name=f'conv{i}')(x)
-      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon, f'conv{i}_bn')(x)
+                        dtype=self.dtype, name=f'conv{i}')(x)
+      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon, f'conv{i}_bn', self.dtype)(x)
       x = nn.leaky_relu(x, self.leaky_slope)
     x = x.reshape(b, -1)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(1, kernel_init=KERNEL_INIT)(x)[:, 0]
+    logits = nn.Dense(1, kernel_init=KERNEL_INIT, dtype=self.dtype)(x)[:, 0]
+    return logits.astype(jnp.float32)   # The loss is computed in float32.
 
 
 def build(model_cfg: ml_collections.ConfigDict, image_size: int, channels: int,
-          num_classes: int) -> tuple[Generator, Discriminator]:
-  """Generator and discriminator from the config's `model` section (configs/cgan.py)."""
+          num_classes: int, dtype: Any = jnp.float32) -> tuple[Generator, Discriminator]:
+  """Generator and discriminator from the config's `model` section (configs/cgan.py).
+
+  `dtype` is the compute dtype (precision.compute_dtype(config)); parameters stay float32.
+  """
   if channels not in (1, 3):
     raise ValueError(f'config.data.channels={channels} must be 1 or 3.')
   if model_cfg.latent_dim < 1:
@@ -138,7 +155,7 @@ def build(model_cfg: ml_collections.ConfigDict, image_size: int, channels: int,
                 bn_epsilon=model_cfg.bn_epsilon, image_size=image_size)
   generator = Generator(channels=channels, base_depth=model_cfg.g_base_depth,
                         widths=tuple(model_cfg.g_widths), fast_layers=model_cfg.fast_layers,
-                        **common)
+                        dtype=dtype, **common)
   discriminator = Discriminator(widths=tuple(model_cfg.d_widths), dropout=model_cfg.dropout,
-                                fast_layers=model_cfg.fast_layers, **common)
+                                fast_layers=model_cfg.fast_layers, dtype=dtype, **common)
   return generator, discriminator

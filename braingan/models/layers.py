@@ -153,15 +153,22 @@ class SubPixelConvTranspose(nn.Module):
   bias_init: Callable = nn.initializers.zeros_init()
   precision: Any = None
   tap_kernel_grad: bool = True
+  # Mixed precision (braingan.train.precision): compute in `dtype` (None: as the input),
+  # store parameters in `param_dtype`.
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     kernel = self.param('kernel', self.kernel_init,
-                        tuple(self.kernel_size) + (x.shape[-1], self.features))
+                        tuple(self.kernel_size) + (x.shape[-1], self.features), self.param_dtype)
+    if self.dtype is not None:
+      x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     y = conv_transpose_subpixel(x, kernel, tuple(self.strides), self.precision,
                                 self.tap_kernel_grad)
     if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,))
+      bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+      y = y + (bias if self.dtype is None else bias.astype(self.dtype))
     return y
 
 
@@ -241,11 +248,17 @@ class Conv2D(nn.Module):
   use_bias: bool = True
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
+  # Mixed precision (braingan.train.precision): compute in `dtype` (None: as the input),
+  # store parameters in `param_dtype`.
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     kernel = self.param('kernel', self.kernel_init,
-                        tuple(self.kernel_size) + (x.shape[-1], self.features))
+                        tuple(self.kernel_size) + (x.shape[-1], self.features), self.param_dtype)
+    if self.dtype is not None:
+      x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     strides = tuple(self.strides)
     if self.impl == 'xla':
       y = jax.lax.conv_general_dilated(x, kernel, strides, 'SAME',
@@ -259,5 +272,6 @@ class Conv2D(nn.Module):
     else:
       raise ValueError(f"Conv2D impl={self.impl!r}: expected 'xla', 'im2col' or 'shift_add'.")
     if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,))
+      bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+      y = y + (bias if self.dtype is None else bias.astype(self.dtype))
     return y

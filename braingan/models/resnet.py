@@ -19,7 +19,7 @@ convolution.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -61,6 +61,7 @@ class KerasConv(nn.Module):
   kernel_size: int
   strides: int = 1
   padding: str = 'valid'
+  dtype: Any = jnp.float32  # Compute dtype (mixed precision); parameters stay float32.
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -68,6 +69,7 @@ class KerasConv(nn.Module):
     kernel = self.param('kernel', _GLOROT,
                         (k, k, x.shape[-1], self.features), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if k == 1:
       if self.strides > 1:
         x = x[:, ::self.strides, ::self.strides, :]
@@ -79,7 +81,7 @@ class KerasConv(nn.Module):
       y = jax.lax.conv_general_dilated(
           x, kernel, (self.strides, self.strides), pad,
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    return y + bias
+    return y + bias.astype(self.dtype)
 
 
 class ResNetClassifier(nn.Module):
@@ -102,31 +104,35 @@ class ResNetClassifier(nn.Module):
   dropout: float = 0.5
   preprocess: str = 'caffe'
   frozen: Sequence[str] = ()
+  # Compute dtype (config.dtype via braingan.train.precision). Parameters stay float32; Flax's
+  # BatchNorm keeps its statistics float32 too; logits and features are returned as float32.
+  dtype: Any = jnp.float32
 
   def _bn(self, name: str, train: bool) -> nn.BatchNorm:
     return nn.BatchNorm(
         use_running_average=not train or path_is_frozen(name, self.frozen),
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=self.dtype, param_dtype=jnp.float32,
+        name=name)
 
   def _block(self, x, filters: int, stride: int, conv_shortcut: bool, name: str, train: bool):
     """Keras `block1`: the stride sits on the first 1x1 conv (and the projection shortcut)."""
     if conv_shortcut:
-      shortcut = KerasConv(4 * filters, 1, stride, name=f'{name}_0_conv')(x)
+      shortcut = KerasConv(4 * filters, 1, stride, name=f'{name}_0_conv', dtype=self.dtype)(x)
       shortcut = self._bn(f'{name}_0_bn', train)(shortcut)
     else:
       shortcut = x
-    y = KerasConv(filters, 1, stride, name=f'{name}_1_conv')(x)
+    y = KerasConv(filters, 1, stride, name=f'{name}_1_conv', dtype=self.dtype)(x)
     y = nn.relu(self._bn(f'{name}_1_bn', train)(y))
-    y = KerasConv(filters, 3, 1, 'same', name=f'{name}_2_conv')(y)
+    y = KerasConv(filters, 3, 1, 'same', name=f'{name}_2_conv', dtype=self.dtype)(y)
     y = nn.relu(self._bn(f'{name}_2_bn', train)(y))
-    y = KerasConv(4 * filters, 1, name=f'{name}_3_conv')(y)
+    y = KerasConv(4 * filters, 1, name=f'{name}_3_conv', dtype=self.dtype)(y)
     y = self._bn(f'{name}_3_bn', train)(y)
     return nn.relu(shortcut + y)
 
   def backbone(self, x: jax.Array, train: bool) -> jax.Array:
     """Keras ResNet50(include_top=False) on already-preprocessed input -> [B, h, w, 32*width]."""
     x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))  # conv1_pad
-    x = KerasConv(self.width, 7, 2, name='conv1_conv')(x)
+    x = KerasConv(self.width, 7, 2, name='conv1_conv', dtype=self.dtype)(x)
     x = nn.relu(self._bn('conv1_bn', train)(x))
     # pool1_pad + pool1_pool. Zero padding (not -inf) as Keras; after ReLU inputs are >= 0 so
     # the two agree, but zeros are what Keras literally does.
@@ -153,15 +159,18 @@ class ResNetClassifier(nn.Module):
         x = jnp.repeat(x, 3, axis=-1)
     else:
       raise ValueError(f"preprocess={self.preprocess!r}: expected 'caffe' or 'none'")
-    x = self.backbone(x, train)
+    x = self.backbone(x.astype(self.dtype), train)   # Preprocessing stays float32.
     if output == 'backbone':
-      return x
+      return x.astype(jnp.float32)
     x = jnp.mean(x, axis=(1, 2))  # GlobalAveragePooling2D
-    x = nn.relu(nn.Dense(self.head_units, kernel_init=_GLOROT, name='head_dense')(x))
+    x = nn.relu(nn.Dense(self.head_units, kernel_init=_GLOROT, dtype=self.dtype,
+                         name='head_dense')(x))
     if output == 'features':
-      return x
+      return x.astype(jnp.float32)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, kernel_init=_GLOROT, name='head_logits')(x)
+    logits = nn.Dense(self.num_classes, kernel_init=_GLOROT, dtype=self.dtype,
+                      name='head_logits')(x)
+    return logits.astype(jnp.float32)   # Losses and probabilities in float32.
 
 
 def init_variables(model: ResNetClassifier, input_shape: Sequence[int], seed: int = 0) -> dict:

@@ -27,7 +27,7 @@ import optax
 from braingan.data import NUM_CLASSES
 from braingan.models import pretrained, resnet
 from braingan.train import checkpoint as checkpoint_lib
-from braingan.train import observe, parallel
+from braingan.train import observe, parallel, precision
 from braingan.train.state import TrainState
 
 # The original study's `for layer in base_model.layers[:15]: layer.trainable = False`, as
@@ -53,7 +53,7 @@ def make_model(config: ml_collections.ConfigDict) -> resnet.ResNetClassifier:
   return resnet.ResNetClassifier(
       num_classes=NUM_CLASSES, stage_sizes=tuple(m.stage_sizes), width=m.width,
       head_units=m.head_units, dropout=m.dropout, preprocess=m.preprocess,
-      frozen=freeze_prefixes(config))
+      frozen=freeze_prefixes(config), dtype=precision.compute_dtype(config))
 
 
 def initial_variables(config, model, input_shape) -> dict:

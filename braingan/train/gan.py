@@ -25,6 +25,7 @@ from braingan.data import CLASSES, NUM_CLASSES
 from braingan.models import cdcgan
 from braingan.train import gan_step
 from braingan.train import parallel
+from braingan.train import precision
 from braingan.train.checkpoint import Checkpointer
 from braingan.train.observe import MetricWriter, Progress, save_image_grid
 
@@ -39,7 +40,9 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def build_models(config: ml_collections.ConfigDict):
-  return cdcgan.build(config.model, config.data.image_size, config.data.channels, NUM_CLASSES)
+  # config.dtype: compute dtype (float32 or bfloat16); absent in older run configs -> float32.
+  return cdcgan.build(config.model, config.data.image_size, config.data.channels, NUM_CLASSES,
+                      dtype=precision.compute_dtype(config))
 
 
 def initial_state(config: ml_collections.ConfigDict, generator, discriminator) -> dict:
@@ -109,12 +112,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     start_epoch = int(ckpt.restore_meta()['epoch'])
     logging.info('Resumed from %s at epoch %d (train step %d).', ckpt.directory, start_epoch,
                  int(parallel.host_local(state['generator'].step)))
-    print(f'Resumed at epoch {start_epoch}, train step '
-          f'{int(parallel.host_local(state["generator"].step))}.', flush=True)
+    if parallel.is_main_process():
+      print(f'Resumed at epoch {start_epoch}, train step '
+            f'{int(parallel.host_local(state["generator"].step))}.', flush=True)
 
   step_fn = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
   sampler = gan_step.make_sampler(generator)
-  grid_z, grid_labels = fixed_grid_inputs(config)
+  # Replicated on the mesh like the state: with several processes every input of a jitted
+  # call must be a global array (the same values on every process).
+  grid_z, grid_labels = parallel.replicate(mesh, fixed_grid_inputs(config))
   steps = data.steps_per_epoch(config.batch_size)
   if config.max_steps_per_epoch:
     steps = min(steps, config.max_steps_per_epoch)
@@ -129,9 +135,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       state = scalars.pop('_state')
       train_step = int(parallel.host_local(state['generator'].step))
       writer.write_scalars(train_step, scalars, epoch=epoch + 1, split='train')
+      # Every process runs the sampler (a program over all devices needs all processes);
+      # process 0 alone writes the grid.
+      images = np.asarray(parallel.host_local(
+          sampler(state['generator'].variables, grid_z, grid_labels)))
       if parallel.is_main_process():
-        images = np.asarray(parallel.host_local(
-            sampler(state['generator'].variables, grid_z, grid_labels)))
         path = os.path.join(workdir, SAMPLES_DIR, f'epoch_{epoch + 1:03d}.png')
         save_image_grid(path, images, nrow=config.grid_per_class, row_labels=CLASSES)
         grid = np.asarray(Image.open(path))
