@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from braingan.models import fast_conv
+
 Array = jax.Array
 
 
@@ -106,7 +108,8 @@ def conv_transpose_subpixel(x: Array, kernel: Array, strides: Sequence[int],
     kernel: [kh, kw, Cin, Cout] in `flax.linen.ConvTranspose` layout (not transposed).
     strides: (sh, sw); each kernel size must be a multiple of its stride.
     precision: passed to the convolution (only when `tap_kernel_grad` is False).
-    tap_kernel_grad: compute the kernel gradient with per-tap matmuls (faster on XLA:CPU).
+    tap_kernel_grad: run the phases as one patch matmul (`fast_conv.conv_valid_im2col`,
+      faster on XLA:CPU) instead of XLA's convolution.
   Returns:
     [N, H*sh, W*sw, Cout].
   """
@@ -124,7 +127,9 @@ def conv_transpose_subpixel(x: Array, kernel: Array, strides: Sequence[int],
   stacked = jnp.concatenate(phase_kernels, axis=-1)  # [kh/sh, kw/sw, Cin, sh*sw*Cout]
   xp = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
   if tap_kernel_grad and precision is None:
-    y = conv_valid_tapgrad(xp, stacked)
+    # One patch matmul: its kernel gradient is one matmul too, and forward and input
+    # gradient beat XLA:CPU's convolution (up to 1.8x on the 64->128 px layer, fast_conv).
+    y = fast_conv.conv_valid_im2col(xp, stacked)
   else:
     y = _conv_valid(xp, stacked, precision)
   y = y.reshape(y.shape[:3] + (sh, sw, cout))
