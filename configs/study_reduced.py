@@ -5,10 +5,10 @@
 
 What is cut, so nobody mistakes it for the full study (configs/study.py):
 - Images: 64 px instead of 128 (a 128 px GAN step takes several seconds here).
-- GAN: the preset's widths, 10 epochs instead of 50; 500 generated images per class.
+- GAN: the preset's widths, 5 epochs instead of 50; 500 generated images per class.
 - Classifiers: from scratch (ImageNet weights cannot be downloaded here), a narrow network in
-  the ResNet50 layout (1 block per stage, width 32) instead of ResNet50; 10 epochs each.
-- CAS classifier: 4 epochs.
+  the ResNet50 layout (1 block per stage, width 32) instead of ResNet50; 6 epochs each.
+- CAS classifier: 3 epochs.
 """
 from configs import study
 
@@ -17,14 +17,14 @@ def get_config():
   config = study.get_config()
   config.data.data_dir = '../shared/data/brain_tumor_mri/Training'
   config.data.image_size = 64
-  config.gan.num_epochs = 10
+  config.gan.num_epochs = 5
   config.synthetic_per_class = 500
   clf = config.classifier
   clf.pretrained = 'none'
   clf.freeze = 'none'
   clf.model.stage_sizes = (1, 1, 1, 1)
   clf.model.width = 32
-  clf.epochs = 10
-  config.augmented_epochs = 10
-  config.cas_epochs = 4
+  clf.epochs = 6
+  config.augmented_epochs = 6
+  config.cas_epochs = 3
   return config
