@@ -66,7 +66,11 @@ def restore_generator(workdir: str, step: int | None = None):
   """(config, generator module, generator variables, checkpoint meta) of a trained run."""
   config = load_config(workdir)
   generator, discriminator = build_models(config)
-  state = initial_state(config, generator, discriminator)
+  # Shapes only (jax.eval_shape): restoring needs no real initialisation, which would compile
+  # both networks' init just to overwrite the result.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                       jax.eval_shape(lambda: initial_state(config, generator, discriminator)))
   with Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), async_save=False) as ckpt:
     state = ckpt.restore(state, step)
     meta = ckpt.restore_meta(step)
