@@ -113,10 +113,12 @@ class DataSource:
       ds = tf.data.Dataset.sample_from_datasets(
           [ds, source(*synthetic, 2)], weights=[1 - synthetic_ratio, synthetic_ratio],
           seed=seed_for(3))
-    # Every process walks the same global order and keeps its own slice of each batch.
-    ds = ds.take(steps * global_batch)
-    ds = ds.shard(jax.process_count(), jax.process_index())
-    ds = ds.enumerate()
+    # Every process walks the same global order and keeps its own contiguous slice of each
+    # global batch, so N processes see exactly the batches one process would.
+    ds = ds.take(steps * global_batch).enumerate()
+    first = jax.process_index() * local_batch
+    ds = ds.filter(lambda index, _: (index % global_batch >= first) &
+                   (index % global_batch < first + local_batch))
 
     def to_example(index, pair):
       image, label = pair
