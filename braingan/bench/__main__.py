@@ -1,4 +1,4 @@
-"""python -m braingan.bench gan|classifier|scaling [--json] [options]: speed benchmarks.
+"""python -m braingan.bench data|gan|classifier|scaling [--json] [options]: speed benchmarks.
 
 Each sub-command lives in its own module (imported lazily, so the GAN benchmark does not
 import the classifier's dependencies and vice versa) and exposes `main(argv) -> int`.
@@ -6,7 +6,7 @@ import the classifier's dependencies and vice versa) and exposes `main(argv) -> 
 import importlib
 import sys
 
-BENCHMARKS = {'gan': 'braingan.bench.gan', 'classifier': 'braingan.bench.classifier',
+BENCHMARKS = {'data': 'braingan.bench.data', 'gan': 'braingan.bench.gan', 'classifier': 'braingan.bench.classifier',
               'scaling': 'braingan.bench.scaling'}
 
 
