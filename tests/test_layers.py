@@ -19,14 +19,15 @@ def _ref_transpose(x, w, s):
 
 
 @pytest.mark.parametrize('kernel,stride,size', [(4, 2, 5), (6, 3, 4)])
-@pytest.mark.parametrize('tap_grad', [True, False])
-def test_subpixel_matches_conv_transpose_forward_and_gradients(kernel, stride, size, tap_grad):
+@pytest.mark.parametrize('patch_matmul', [True, False])
+def test_subpixel_matches_conv_transpose_forward_and_gradients(kernel, stride, size,
+                                                              patch_matmul):
   x = _rand((2, size, size + 1, 3), 0)
   w = _rand((kernel, kernel, 3, 5), 1) * 0.3
   cot = _rand((2, size * stride, (size + 1) * stride, 5), 2)
   ref_out, ref_vjp = jax.vjp(lambda x, w: _ref_transpose(x, w, stride), x, w)
   out, vjp = jax.vjp(lambda x, w: layers.conv_transpose_subpixel(
-      x, w, (stride, stride), tap_kernel_grad=tap_grad), x, w)
+      x, w, (stride, stride), patch_matmul=patch_matmul), x, w)
   assert out.shape == ref_out.shape == (2, size * stride, (size + 1) * stride, 5)
   np.testing.assert_allclose(out, ref_out, atol=1e-5, rtol=1e-5)
   for got, want in zip(vjp(cot), ref_vjp(cot)):   # d/dx and d/dkernel

@@ -65,50 +65,16 @@ def _conv_valid(x: Array, w: Array, precision: Any) -> Array:
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=precision)
 
 
-@jax.custom_vjp
-def conv_valid_tapgrad(x: Array, w: Array) -> Array:
-  """Stride-1 VALID NHWC/HWIO convolution whose kernel gradient is a sum of matmuls.
-
-  Forward and input gradient are XLA's own convolution. The kernel gradient is computed tap by
-  tap: `dw[i, j] = x[:, i:i+Ho, j:j+Wo, :]^T @ dy` contracted over (n, h, w). For the small
-  windows (2x2) and large images of the sub-pixel layers, XLA:CPU's convolution-based kernel
-  gradient is ~3x slower than these matmuls (measured at batch 32: 3.3 s vs 1.0 s for the
-  64->128 px layer). The sums are the same; only their order differs.
-  """
-  return _conv_valid(x, w, None)
-
-
-def _conv_valid_fwd(x, w):
-  return _conv_valid(x, w, None), (x, w)
-
-
-def _conv_valid_bwd(res, dy):
-  x, w = res
-  kh, kw = w.shape[:2]
-  _, vjp_x = jax.vjp(lambda x_: _conv_valid(x_, w, None), x)
-  (dx,) = vjp_x(dy)
-  ho, wo = dy.shape[1:3]
-  rows = []
-  for i in range(kh):
-    rows.append(jnp.stack([
-        jnp.einsum('nhwc,nhwd->cd', x[:, i:i + ho, j:j + wo, :], dy)
-        for j in range(kw)]))
-  return dx, jnp.stack(rows).astype(w.dtype)
-
-
-conv_valid_tapgrad.defvjp(_conv_valid_fwd, _conv_valid_bwd)
-
-
 def conv_transpose_subpixel(x: Array, kernel: Array, strides: Sequence[int],
-                            precision: Any = None, tap_kernel_grad: bool = True) -> Array:
+                            precision: Any = None, patch_matmul: bool = True) -> Array:
   """Same result as `lax.conv_transpose(x, kernel, strides, 'SAME')` for NHWC / HWIO.
 
   Args:
     x: [N, H, W, Cin].
     kernel: [kh, kw, Cin, Cout] in `flax.linen.ConvTranspose` layout (not transposed).
     strides: (sh, sw); each kernel size must be a multiple of its stride.
-    precision: passed to the convolution (only when `tap_kernel_grad` is False).
-    tap_kernel_grad: run the phases as one patch matmul (`fast_conv.conv_valid_im2col`,
+    precision: passed to the convolution (only when `patch_matmul` is False).
+    patch_matmul: run the phases as one patch matmul (`fast_conv.conv_valid_im2col`,
       faster on XLA:CPU) instead of XLA's convolution.
   Returns:
     [N, H*sh, W*sw, Cout].
@@ -126,7 +92,7 @@ def conv_transpose_subpixel(x: Array, kernel: Array, strides: Sequence[int],
       phase_kernels.append(sub)
   stacked = jnp.concatenate(phase_kernels, axis=-1)  # [kh/sh, kw/sw, Cin, sh*sw*Cout]
   xp = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
-  if tap_kernel_grad and precision is None:
+  if patch_matmul and precision is None:
     # One patch matmul: its kernel gradient is one matmul too, and forward and input
     # gradient beat XLA:CPU's convolution (up to 1.8x on the 64->128 px layer, fast_conv).
     y = fast_conv.conv_valid_im2col(xp, stacked)
@@ -157,7 +123,7 @@ class SubPixelConvTranspose(nn.Module):
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
   precision: Any = None
-  tap_kernel_grad: bool = True
+  patch_matmul: bool = True
   # Mixed precision (braingan.train.precision): compute in `dtype` (None: as the input),
   # store parameters in `param_dtype`.
   dtype: Any = None
@@ -170,7 +136,7 @@ class SubPixelConvTranspose(nn.Module):
     if self.dtype is not None:
       x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     y = conv_transpose_subpixel(x, kernel, tuple(self.strides), self.precision,
-                                self.tap_kernel_grad)
+                                self.patch_matmul)
     if self.use_bias:
       bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
       y = y + (bias if self.dtype is None else bias.astype(self.dtype))
