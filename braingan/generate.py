@@ -20,13 +20,9 @@ import numpy as np
 from PIL import Image
 
 from braingan.data import CLASSES, NUM_CLASSES
+from braingan.data import decode
 
 MANIFEST = 'manifest.json'
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """[-1, 1] -> uint8, the inverse of the pipeline's (x - 127.5) / 127.5."""
-  return np.clip(np.round(np.asarray(images, np.float32) * 127.5 + 127.5), 0, 255).astype(np.uint8)
 
 
 def generate(workdir: str, out_dir: str, per_class: int, *, seed: int = 0, batch_size: int = 64,
@@ -61,7 +57,7 @@ def generate(workdir: str, out_dir: str, per_class: int, *, seed: int = 0, batch
     # Noise of image i depends only on (seed, i): the same files whatever the batch size.
     z = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (latent,)))(
         jnp.arange(begin, begin + batch_size))
-    images = to_uint8(jax.device_get(sampler(variables, z, jnp.asarray(batch_labels))))
+    images = decode.to_pixels(jax.device_get(sampler(variables, z, jnp.asarray(batch_labels))))
     for offset in range(end - begin):
       i = begin + offset
       name = CLASSES[labels[i]]

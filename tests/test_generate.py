@@ -7,6 +7,7 @@ from PIL import Image
 
 from braingan import generate
 from braingan.data import CLASSES
+from braingan.data import decode
 from braingan.train import gan
 from braingan.train.checkpoint import Checkpointer
 from tests.test_train_gan import tiny_config
@@ -60,6 +61,6 @@ def test_generated_folder_reads_back_as_synthetic_source(tmp_path):
   assert np.bincount(labels, minlength=4).tolist() == [2, 2, 2, 2]
 
 
-def test_to_uint8_inverts_pipeline_scaling():
+def test_to_pixels_inverts_pipeline_scaling():
   gray = np.arange(256, dtype=np.float32)
-  np.testing.assert_array_equal(generate.to_uint8((gray - 127.5) / 127.5), gray.astype(np.uint8))
+  np.testing.assert_array_equal(decode.to_pixels((gray - 127.5) / 127.5), gray.astype(np.uint8))

@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from braingan.data import decode
+
 SEVERITIES = (1, 2, 3)
 # Per corruption: severity -> parameter. Intensities are in [0, 1] units (half the [-1, 1]
 # range); blur sigma is in pixels of a 128-pixel-wide image and scales with the width.
@@ -65,15 +67,11 @@ def _brightness_contrast(x, params, rngs):
   return ((x01 - 0.5) * contrast + 0.5 + shift) * 2.0 - 1.0
 
 
-def _to_uint8(x):
-  return np.round((np.clip(x, -1, 1) + 1.0) * 127.5).astype(np.uint8)
-
-
 def _jpeg(x, quality, rngs):
   del rngs
   out = np.empty_like(x)
   c = x.shape[-1]
-  for i, img in enumerate(_to_uint8(x)):
+  for i, img in enumerate(decode.to_pixels(x)):
     # Grayscale and RGB encode as such (as a real file would be); other channel counts
     # are re-encoded channel by channel.
     planes = [img] if c == 3 else [img[..., j] for j in range(c)]

@@ -18,6 +18,8 @@ import jax
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from braingan.data import decode
+
 METRICS_FILE = 'metrics.jsonl'
 
 
@@ -95,7 +97,7 @@ class MetricWriter:
       return
     image = np.asarray(image)
     if image.dtype != np.uint8:
-      image = _to_uint8(image)
+      image = decode.to_pixels(image)
     if image.ndim == 3 and image.shape[-1] == 1:
       image = image[..., 0]
     buffer = io.BytesIO()
@@ -227,11 +229,6 @@ class Progress:
       print(self.line(), file=self.stream, flush=True)
 
 
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-  """[-1,1] floats -> uint8 0..255 (clipped)."""
-  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def save_image_grid(path: str, images: np.ndarray, nrow: int,
                     row_labels: Sequence[str] | None = None, *, padding: int = 2,
                     label_width: int = 110) -> str:
@@ -257,7 +254,7 @@ def save_image_grid(path: str, images: np.ndarray, nrow: int,
   left = label_width if row_labels is not None else 0
   width = left + ncol * (w + padding) + padding
   height = nrows * (h + padding) + padding
-  pixels = _to_uint8(images)
+  pixels = decode.to_pixels(images)
   canvas = np.zeros((height, width, c), np.uint8)
   for i in range(n):
     row, col = divmod(i, nrow)
