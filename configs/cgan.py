@@ -17,6 +17,11 @@ def model_config() -> ml_collections.ConfigDict:
   m.d_widths = (32, 64, 128, 256, 256)  # convs 5x5 stride 2
   m.dropout = 0.4
   m.leaky_slope = 0.2
+  # How BatchNorm and Dropout run while training (braingan/train/gan_step.py):
+  # 'inference' = what the original study actually trained (GANForge calls its nets without
+  # training=True inside model.fit, so Keras used BatchNorm's fixed initial moving statistics,
+  # i.e. a learned per-channel affine, and no dropout); 'training' = batch statistics + dropout.
+  m.layer_mode = 'inference'
   m.bn_momentum = 0.99          # Keras BatchNormalization defaults
   m.bn_epsilon = 1e-3
   m.fast_layers = True          # exact fast lowerings for XLA:CPU; False = plain flax layers

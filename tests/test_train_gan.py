@@ -34,11 +34,13 @@ def _batch(config, n, seed=0):
           'label': (np.arange(n) % 4).astype(np.int32)}
 
 
-def test_step_updates_both_nets_and_is_deterministic():
+@pytest.mark.parametrize('layer_mode', ['inference', 'training'])
+def test_step_updates_both_nets_and_is_deterministic(layer_mode):
   config = tiny_config()
   generator, discriminator = gan.build_models(config)
   mesh = parallel.make_mesh(1)
-  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
+  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh,
+                                  layer_mode)
   batch = parallel.shard_batch(mesh, _batch(config, 8))
   runs = []
   initial = gan.initial_state(config, generator, discriminator)
@@ -54,13 +56,23 @@ def test_step_updates_both_nets_and_is_deterministic():
   assert int(state['generator'].step) == int(state['discriminator'].step) == 8
   assert all(np.isfinite([m[k] for m in runs[0] for k in m]))
   assert 0.0 < runs[0][-1]['d_real'] < 1.0 and 0.0 < runs[0][-1]['d_fake'] < 1.0
-  for net in ('generator', 'discriminator'):   # weights, Adam moments and BN averages moved
+  for net in ('generator', 'discriminator'):   # weights, Adam moments (and BN averages) moved
     for part in ('params', 'batch_stats', 'opt_state'):
       before = jax.tree.leaves(getattr(initial[net], part))
       after = jax.tree.leaves(getattr(state[net], part))
       changed = [not np.array_equal(a, np.asarray(b)) for a, b in zip(before, after)
                  if np.asarray(a).size > 1]
-      assert changed and np.mean(changed) > 0.9, (net, part)
+      if part == 'batch_stats' and layer_mode == 'inference':  # GANForge: never updated
+        assert changed and not any(changed), (net, part)
+      else:
+        assert changed and np.mean(changed) > 0.9, (net, part)
+
+
+def test_unknown_layer_mode_names_the_field():
+  config = tiny_config()
+  generator, discriminator = gan.build_models(config)
+  with pytest.raises(ValueError, match='config.model.layer_mode'):
+    gan_step.make_train_step(generator, discriminator, 16, parallel.make_mesh(1), 'eval')
 
 
 _PARITY = '''
@@ -72,12 +84,14 @@ from braingan.train import gan, gan_step, parallel
 config = tiny_config()
 generator, discriminator = gan.build_models(config)
 mesh = parallel.make_mesh()
-step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
-state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
-out = []
-for i in range(3):
-  state, m = step(state, parallel.shard_batch(mesh, _batch(config, 16, seed=i)))
-  out.append({k: float(v) for k, v in m.items()})
+out = {}
+for mode in ('inference', 'training'):
+  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh, mode)
+  state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
+  out[mode] = []
+  for i in range(3):
+    state, m = step(state, parallel.shard_batch(mesh, _batch(config, 16, seed=i)))
+    out[mode].append({k: float(v) for k, v in m.items()})
 print(json.dumps({'devices': int(mesh.devices.size), 'metrics': out}))
 '''
 
@@ -89,12 +103,13 @@ def test_eight_devices_match_one_device():
   config = tiny_config()
   generator, discriminator = gan.build_models(config)
   mesh = parallel.make_mesh(1)
-  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
-  state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
-  for i, want in enumerate(result['metrics']):
-    state, m = step(state, parallel.shard_batch(mesh, _batch(config, 16, seed=i)))
-    for k, v in m.items():   # BatchNorm statistics are over the global batch in both runs
-      assert float(v) == pytest.approx(want[k], rel=1e-4, abs=1e-5), (i, k)
+  for mode, wanted in result['metrics'].items():
+    step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh, mode)
+    state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
+    for i, want in enumerate(wanted):
+      state, m = step(state, parallel.shard_batch(mesh, _batch(config, 16, seed=i)))
+      for k, v in m.items():   # BatchNorm statistics are over the global batch in both runs
+        assert float(v) == pytest.approx(want[k], rel=1e-4, abs=1e-5), (mode, i, k)
 
 
 def test_non_finite_loss_stops_with_clear_message():

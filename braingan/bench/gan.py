@@ -25,6 +25,8 @@ def _parse(argv):
   parser.add_argument('--batch_size', type=int, default=32)
   parser.add_argument('--image_size', type=int, default=128)
   parser.add_argument('--channels', type=int, default=1)
+  parser.add_argument('--layer_mode', default='inference', choices=('inference', 'training'),
+                      help="BatchNorm/Dropout mode of both steps (configs/cgan.py's model.layer_mode)")
   parser.add_argument('--no_reference', action='store_true', help='skip the Keras twin')
   parser.add_argument('--plain_layers', action='store_true',
                       help='time plain flax ConvTranspose/Conv instead of the fast lowerings')
@@ -47,6 +49,7 @@ def main(argv) -> int:
   config.data.channels = args.channels
   config.batch_size = args.batch_size
   config.model.fast_layers = not args.plain_layers
+  config.model.layer_mode = args.layer_mode
   generator, discriminator = gan.build_models(config)
   mesh = parallel.make_mesh(config.num_devices or None)
   parallel.check_global_batch(config.batch_size, mesh)
@@ -57,7 +60,8 @@ def main(argv) -> int:
                                    args.channels)).astype(np.float32),
       'label': rng.integers(0, 4, (args.batch_size,)).astype(np.int32)}
   batch = parallel.shard_batch(mesh, host_batch)
-  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
+  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh,
+                                     config.model.layer_mode)
   compiled, compile_s = common.compile_jitted(step, state, batch)
   flops = common.compiled_flops(compiled)
   memory = common.compiled_memory_bytes(compiled)
@@ -79,7 +83,8 @@ def main(argv) -> int:
     tf = keras_gan._tf()  # pylint: disable=protected-access
     tf.random.set_seed(0)
     k_gen, k_disc = keras_gan.build(args.image_size, args.channels, config.model.latent_dim)
-    k_train = keras_gan.make_train_step(k_gen, k_disc, config.model.latent_dim)
+    k_train = keras_gan.make_train_step(k_gen, k_disc, config.model.latent_dim,
+                                        layer_mode=config.model.layer_mode)
     k_real = tf.constant(host_batch['image'])
     k_label = tf.constant(host_batch['label'][:, None].astype(np.float32))
 
@@ -101,7 +106,7 @@ def main(argv) -> int:
   result = {
       'device': str(jax.devices()[0].device_kind), 'num_devices': int(mesh.devices.size),
       'batch_size': args.batch_size, 'image_size': args.image_size, 'channels': args.channels,
-      'fast_layers': not args.plain_layers, 'rounds': args.rounds,
+      'fast_layers': not args.plain_layers, 'layer_mode': args.layer_mode, 'rounds': args.rounds,
       'compile_s': compile_s, 'first_step_s': first_jax_s,
       'jax_step_s': jax_step_s, 'jax_step_times_s': jax_times,
       'jax_images_per_s': args.batch_size / jax_step_s,

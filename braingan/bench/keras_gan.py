@@ -25,7 +25,7 @@ def _tf():
 
 def build(image_size: int = 128, channels: int = 1, latent_dim: int = 256, num_classes: int = 4,
           embed_dim: int = 50, g_widths=(256, 128, 64, 64), d_widths=(32, 64, 128, 256, 256),
-          g_base_depth: int = 256):
+          g_base_depth: int = 256, dropout: float = 0.4):
   """(generator, discriminator) tf_keras Models, GANForge's default preset."""
   _tf()
   import tf_keras as keras  # pylint: disable=import-outside-toplevel
@@ -42,7 +42,7 @@ def build(image_size: int = 128, channels: int = 1, latent_dim: int = 256, num_c
     x = L.BatchNormalization()(x)
     x = L.LeakyReLU(0.2)(x)
   x = L.Flatten()(x)
-  x = L.Dropout(0.4)(x)
+  x = L.Dropout(dropout)(x)
   out = L.Dense(1, activation='sigmoid')(x)
   discriminator = keras.Model([image_in, label_in], out)
 
@@ -65,8 +65,16 @@ def build(image_size: int = 128, channels: int = 1, latent_dim: int = 256, num_c
 
 
 def make_train_step(generator, discriminator, latent_dim: int = 256, learning_rate: float = 2e-4,
-                    beta1: float = 0.5):
-  """GANForge's ConditionalDCGAN.train_step as a tf.function (training-mode layers)."""
+                    beta1: float = 0.5, layer_mode: str = 'inference'):
+  """GANForge's ConditionalDCGAN.train_step as a tf.function.
+
+  layer_mode 'inference' calls the networks exactly as GANForge does, without a `training`
+  argument, which Keras resolves to inference mode (BatchNorm on its moving statistics, no
+  dropout); 'training' passes training=True (batch statistics, dropout).
+  """
+  if layer_mode not in ('inference', 'training'):
+    raise ValueError(f'layer_mode={layer_mode!r}: expected inference or training.')
+  kw = {'training': True} if layer_mode == 'training' else {}
   tf = _tf()
   import tf_keras as keras  # pylint: disable=import-outside-toplevel
   loss_fn = keras.losses.BinaryCrossentropy()
@@ -74,20 +82,22 @@ def make_train_step(generator, discriminator, latent_dim: int = 256, learning_ra
   g_opt = keras.optimizers.Adam(learning_rate, beta_1=beta1)
 
   @tf.function
-  def train_step(real, label):
+  def train_step(real, label, z=None):
+    """One step; `z` (default: drawn here, as GANForge does) lets tests fix the latents."""
     batch_size = tf.shape(real)[0]
-    z = tf.random.normal((batch_size, latent_dim))
-    fake = generator([z, label], training=True)
+    if z is None:
+      z = tf.random.normal((batch_size, latent_dim))
+    fake = generator([z, label], **kw)
     ones = tf.ones((batch_size, 1))
     with tf.GradientTape() as d_tape:
-      loss_real = loss_fn(ones, discriminator([real, label], training=True))
-      loss_fake = loss_fn(tf.zeros((batch_size, 1)), discriminator([fake, label], training=True))
+      loss_real = loss_fn(ones, discriminator([real, label], **kw))
+      loss_fake = loss_fn(tf.zeros((batch_size, 1)), discriminator([fake, label], **kw))
       d_loss = (loss_real + loss_fake) / 2
     grads = d_tape.gradient(d_loss, discriminator.trainable_weights)
     d_opt.apply_gradients(zip(grads, discriminator.trainable_weights))
     with tf.GradientTape() as g_tape:
-      fake = generator([z, label], training=True)
-      g_loss = loss_fn(ones, discriminator([fake, label], training=True))
+      fake = generator([z, label], **kw)
+      g_loss = loss_fn(ones, discriminator([fake, label], **kw))
     grads = g_tape.gradient(g_loss, generator.trainable_weights)
     g_opt.apply_gradients(zip(grads, generator.trainable_weights))
     return d_loss, g_loss

@@ -27,7 +27,7 @@ import optax
 from braingan.data import NUM_CLASSES
 from braingan.models import pretrained, resnet
 from braingan.train import checkpoint as checkpoint_lib
-from braingan.train import observe, parallel, precision
+from braingan.train import observe, optim, parallel, precision
 from braingan.train.state import TrainState
 
 # The original study's `for layer in base_model.layers[:15]: layer.trainable = False`, as
@@ -91,7 +91,8 @@ def make_optimizer(config, params) -> optax.GradientTransformation:
       {k: 'frozen' if resnet.path_is_frozen('/'.join(k), prefixes) else 'train'
        for k in traverse_util.flatten_dict(params)})
   return optax.multi_transform(
-      {'train': optax.scale_by_adam(eps=config.adam_epsilon), 'frozen': optax.set_to_zero()},
+      {'train': optim.scale_by_keras_adam(eps=config.adam_epsilon),
+       'frozen': optax.set_to_zero()},
       labels)
 
 

@@ -90,6 +90,7 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   for field in ('num_epochs', 'checkpoint_every', 'keep_checkpoints', 'grid_per_class'):
     if config[field] < 1:
       raise ValueError(f'config.{field}={config[field]} must be >= 1.')
+  gan_step.check_layer_mode(config.model.layer_mode)
   if config.max_steps_per_epoch < 0:
     raise ValueError(f'config.max_steps_per_epoch={config.max_steps_per_epoch} must be >= 0.')
 
@@ -120,7 +121,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       print(f'Resumed at epoch {start_epoch}, train step '
             f'{int(parallel.host_local(state["generator"].step))}.', flush=True)
 
-  step_fn = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
+  step_fn = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh,
+                                     config.model.layer_mode)
   sampler = gan_step.make_sampler(generator)
   # Replicated on the mesh like the state: with several processes every input of a jitted
   # call must be a global array (the same values on every process).
