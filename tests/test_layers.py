@@ -81,6 +81,40 @@ def test_im2col_and_shift_add_match_xla_conv(size, kernel, stride):
       np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize('size,kernel,stride', [(8, 5, 2), (12, 4, 2), (9, 5, 3), (6, 3, 2)])
+def test_space_to_depth_and_fast_input_grad_match_xla_conv(size, kernel, stride):
+  """Forward and both gradients equal XLA's strided 'SAME' convolution (to 1e-5)."""
+  x = _rand((2, size, 2 * size if size % 2 == 0 else size, 3), 9)
+  w = _rand((kernel, kernel, 3, 4), 10)
+
+  def ref(x, w):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), 'SAME',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  want, want_vjp = jax.vjp(ref, x, w)
+  cot = _rand(want.shape, 11)
+  for impl in (lambda x, w: layers.conv2d_space_to_depth(x, w, (stride, stride)),
+               lambda x, w: layers.conv2d_fast_input_grad(x, w, (stride, stride))):
+    got, got_vjp = jax.vjp(impl, x, w)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    for a, b in zip(got_vjp(cot), want_vjp(cot)):
+      np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.abs(b).max()), rtol=1e-5)
+  # Inside jit and as a module, too.
+  module = layers.Conv2D(4, (kernel, kernel), (stride, stride), impl='fast_input_grad')
+  variables = module.init(jax.random.key(0), x)
+  plain = layers.Conv2D(4, (kernel, kernel), (stride, stride), impl='xla')
+  g_fast = jax.jit(jax.grad(lambda v, x: jnp.sum(module.apply(v, x) ** 2), argnums=(0, 1)))
+  g_plain = jax.jit(jax.grad(lambda v, x: jnp.sum(plain.apply(v, x) ** 2), argnums=(0, 1)))
+  for a, b in zip(jax.tree.leaves(g_fast(variables, x)), jax.tree.leaves(g_plain(variables, x))):
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+def test_space_to_depth_needs_divisible_sizes():
+  with pytest.raises(ValueError, match='divisible by the strides'):
+    layers.conv2d_space_to_depth(jnp.zeros((1, 5, 4, 1)), jnp.zeros((5, 5, 1, 1)), (2, 2))
+
+
 def test_bad_arguments_raise():
   with pytest.raises(ValueError, match='kernel % stride'):
     layers.conv_transpose_subpixel(jnp.zeros((1, 2, 2, 1)), jnp.zeros((3, 3, 1, 1)), (2, 2))
