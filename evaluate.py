@@ -8,6 +8,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from braingan import hostmem
 from braingan.eval import runner
 
 config_flags.DEFINE_config_file('config', 'configs/evaluate.py', 'Evaluation config file.')
@@ -33,4 +34,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  hostmem.ensure_hugepage_malloc()  # re-executes once; see braingan/hostmem.py
   app.run(main)

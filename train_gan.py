@@ -11,6 +11,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from braingan import hostmem
 from braingan.train import distributed
 
 FLAGS = flags.FLAGS
@@ -42,4 +43,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  hostmem.ensure_hugepage_malloc()  # re-executes once; see braingan/hostmem.py
   app.run(main)

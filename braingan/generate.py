@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from braingan import hostmem
 from braingan.data import CLASSES, NUM_CLASSES
 from braingan.data import decode
 
@@ -96,6 +97,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  hostmem.ensure_hugepage_malloc()  # re-executes once; see braingan/hostmem.py
   flags.DEFINE_string('workdir', None, 'Training workdir (config.json + checkpoints/).',
                       required=True)
   flags.DEFINE_integer('per_class', 2500, 'Images written per class.')

@@ -23,6 +23,8 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
+from braingan import hostmem
+
 STAGES = ('gan', 'generate', 'baseline', 'augmented', 'cas', 'evaluate')
 
 
@@ -144,4 +146,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  hostmem.ensure_hugepage_malloc()  # re-executes once; see braingan/hostmem.py
   app.run(main)

@@ -15,7 +15,9 @@ def get_config():
   config.model.g_base_depth = 64
   config.model.g_widths = (64, 32, 16, 16)
   config.model.d_widths = (16, 32, 64, 64, 64)
-  # Few steps: faster-moving BatchNorm averages so inference-mode grids are not still gray.
+  # Only used with model.layer_mode='training' (running averages move; the default
+  # 'inference' mode keeps them fixed): faster-moving averages so grids after few steps are
+  # not still gray.
   config.model.bn_momentum = 0.9
   config.batch_size = 16
   config.num_epochs = 12

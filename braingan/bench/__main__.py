@@ -6,6 +6,8 @@ import the classifier's dependencies and vice versa) and exposes `main(argv) -> 
 import importlib
 import sys
 
+from braingan import hostmem
+
 BENCHMARKS = {'data': 'braingan.bench.data', 'gan': 'braingan.bench.gan', 'classifier': 'braingan.bench.classifier',
               'scaling': 'braingan.bench.scaling'}
 
@@ -21,4 +23,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
+  hostmem.ensure_hugepage_malloc()  # same allocator for ours and the reference (hostmem.py)
   sys.exit(main())

@@ -33,8 +33,11 @@ def _parse(argv):
   p.add_argument('--json', action='store_true', help='Print one JSON object.')
   p.add_argument('--image_size', type=int, default=128)
   p.add_argument('--batch_size', type=int, default=32)
-  p.add_argument('--steps', '--rounds', type=int, default=5,
-                 help='Timed steps per implementation (interleaved rounds).')
+  p.add_argument('--steps', '--rounds', type=int, default=4,
+                 help='Alternating rounds (each implementation per round: settle + per_round).')
+  p.add_argument('--per_round', type=int, default=2, help='Timed steps per round.')
+  p.add_argument('--settle', type=int, default=1,
+                 help='Untimed steps after each switch of implementation.')
   p.add_argument('--freeze', default='keras15')
   p.add_argument('--no_keras', action='store_true', help='Skip the tf.keras reference.')
   p.add_argument('--profile', action='store_true', help='Per-op / per-layer time breakdown.')
@@ -125,11 +128,11 @@ def run(argv=None) -> dict:
     keras_step()
     keras_first_s = time.perf_counter() - start
     keras_step()
-  ours_t, keras_t = [], []
-  for _ in range(args.steps):  # Interleaved: both see the same background load.
-    ours_t += common.time_calls(ours, warmup=0, repeats=1)
-    if keras_step is not None:
-      keras_t += common.time_calls(keras_step, warmup=0, repeats=1)
+  # Interleaved rounds: both see the same background load (common.interleaved_times).
+  fns = {'ours': ours} if keras_step is None else {'ours': ours, 'keras': keras_step}
+  times = common.interleaved_times(fns, args.steps, per_round=args.per_round,
+                                   settle=args.settle)
+  ours_t, keras_t = times['ours'], times.get('keras', [])
   step_s = common.median(ours_t)
   flops = common.compiled_flops(compiled)
   peak = common.peak_matmul_gflops()
@@ -140,7 +143,8 @@ def run(argv=None) -> dict:
       if args.freeze == 'keras15' else f'ResNet50, freeze={args.freeze}',
       'device': jax.devices()[0].device_kind, 'num_devices': jax.device_count(),
       'image_size': args.image_size, 'batch_size': args.batch_size,
-      'compile_s': round(compile_s, 2), 'rounds': args.steps,
+      'compile_s': round(compile_s, 2), 'rounds': args.steps, 'per_round': args.per_round,
+      'settle': args.settle, 'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
       # Key names shared with `bench gan`: jax_* = ours, reference_* = the tf.keras twin.
       'jax_step_s': round(step_s, 4), 'jax_step_times_s': [round(t, 4) for t in ours_t],
       'jax_images_per_s': round(args.batch_size / step_s, 2),

@@ -3,8 +3,9 @@
 python -m braingan.bench gan [--json] [--rounds=3] [--batch_size=32] [--image_size=128]
 
 Both steps run the same cDCGAN (configs/cgan.py's model, GANForge's preset) on the same
-batch shape. After compiling/tracing, rounds alternate one JAX step and one Keras step, so
-both see the same machine load; the figures are medians over the rounds. FLOPs of our step
+batch shape. After compiling/tracing, rounds alternate the two (per round and implementation:
+one untimed step, then --per_round timed ones; common.interleaved_times says why), so both see
+the same machine load; the figures are medians over all timed steps. FLOPs of our step
 come from XLA's cost analysis of the compiled executable; peak memory from XLA's buffer plan
 (arguments + outputs + temporaries - donated) and, for the whole process, the max RSS.
 """
@@ -21,7 +22,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 def _parse(argv):
   parser = argparse.ArgumentParser(prog='python -m braingan.bench gan')
   parser.add_argument('--json', action='store_true', help='print one JSON object')
-  parser.add_argument('--rounds', type=int, default=3, help='timed steps per implementation')
+  parser.add_argument('--rounds', type=int, default=3,
+                      help='alternating rounds (each implementation per round: settle + per_round)')
+  parser.add_argument('--per_round', type=int, default=2, help='timed steps per round')
+  parser.add_argument('--settle', type=int, default=1,
+                      help='untimed steps after each switch of implementation')
   parser.add_argument('--batch_size', type=int, default=32)
   parser.add_argument('--image_size', type=int, default=128)
   parser.add_argument('--channels', type=int, default=1)
@@ -95,11 +100,10 @@ def main(argv) -> int:
     keras_step()  # tracing + graph optimisation + first run
     keras_first_s = time.perf_counter() - start
 
-  jax_times, keras_times = [], []
-  for _ in range(args.rounds):   # interleaved: both see the same machine load
-    jax_times.extend(common.time_calls(jax_step, warmup=0, repeats=1))
-    if keras_step is not None:
-      keras_times.extend(common.time_calls(keras_step, warmup=0, repeats=1))
+  steps = {'jax': jax_step} if keras_step is None else {'jax': jax_step, 'keras': keras_step}
+  times = common.interleaved_times(steps, args.rounds, per_round=args.per_round,
+                                   settle=args.settle)
+  jax_times, keras_times = times['jax'], times.get('keras', [])
   peak = common.peak_matmul_gflops()
 
   jax_step_s = common.median(jax_times)
@@ -107,6 +111,8 @@ def main(argv) -> int:
       'device': str(jax.devices()[0].device_kind), 'num_devices': int(mesh.devices.size),
       'batch_size': args.batch_size, 'image_size': args.image_size, 'channels': args.channels,
       'fast_layers': not args.plain_layers, 'layer_mode': args.layer_mode, 'rounds': args.rounds,
+      'per_round': args.per_round, 'settle': args.settle,
+      'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
       'compile_s': compile_s, 'first_step_s': first_jax_s,
       'jax_step_s': jax_step_s, 'jax_step_times_s': jax_times,
       'jax_images_per_s': args.batch_size / jax_step_s,
