@@ -131,6 +131,16 @@ def test_report_no_evidence_verdict(tmp_path):
   assert f'{metrics["gan"]["fid"]:.2f}' in text and '81.2%' in text and '2 epochs' in text
   assert 'Memorisation check' in text
   assert '](figs/cm.png)' in text and 'Other figures' in text
+  assert 'do not show their class' not in text   # 81% of generated images read as their class
+
+
+def test_report_says_when_generated_images_do_not_carry_their_class(tmp_path):
+  metrics = _comparison(aug_strength=6.0)
+  metrics['gan'] = _gan_section()
+  metrics['gan']['generated_accuracy'] = 0.259
+  text = open(report.write_report(str(tmp_path), metrics, {}, {})).read()
+  assert '25.9% of generated images' in text and '(chance: 25.0%)' in text
+  assert 'do not show their class' in text
 
 
 def test_report_significant_verdict_does_not_overclaim(tmp_path):

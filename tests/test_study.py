@@ -97,6 +97,13 @@ def test_report_and_figures(done_study):
   out = dirs['evaluate']
   report = open(os.path.join(out, 'report.md')).read()
   assert 'Verdict' in report and f'{metrics["n_images"]} images' in report
+  # How long each model trained, read back from the runs' own logs.
+  saved = json.load(open(os.path.join(out, 'metrics.json')))
+  for name in ('baseline', 'augmented'):
+    records = [json.loads(l) for l in open(os.path.join(dirs[name], 'metrics.jsonl'))]
+    want = max(r['step'] for r in records if 'epoch' in r)
+    assert saved['training_steps'][name]['steps'] == want
+  assert f"baseline {saved['training_steps']['baseline']['steps']} optimizer steps" in report
   for png in ('training_curves', 'confusion_matrices', 'roc_curves', 'predictions',
               'gan_samples', 'nearest_neighbours'):
     assert os.path.getsize(os.path.join(out, f'{png}.png')) > 5000, png

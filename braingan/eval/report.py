@@ -19,6 +19,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from braingan.data import CLASSES
 from braingan.eval import robustness
 
 MODELS = ('baseline', 'augmented')
@@ -220,8 +221,14 @@ def _gan(gan: Mapping, fig) -> list[str]:
   if rows:
     lines += _table(['class', 'FID', 'KID', 'real', 'generated'], rows)
   if 'generated_accuracy' in gan:
-    lines += [f'The baseline classifier assigns {_pct(gan["generated_accuracy"])} of generated '
-              'images to the class they were generated for.', '']
+    acc = gan['generated_accuracy']
+    chance = 1.0 / len(CLASSES)
+    text = (f'The baseline classifier assigns {_pct(acc)} of generated images to the class '
+            f'they were generated for (chance: {_pct(chance)}).')
+    if acc < chance + 0.1:
+      text += (' At this level the generated images do not show their class to the '
+               'classifier: an augmented model cannot be learning class information from them.')
+    lines += [text, '']
   cas = gan.get('cas')
   if cas:
     lines += [f'Classification Accuracy Score (classifier trained on generated images only, '

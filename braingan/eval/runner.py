@@ -52,6 +52,34 @@ def _history(run_dir: str) -> dict:
   return history
 
 
+def training_steps(run_dir: str) -> tuple[int, int] | None:
+  """(optimizer steps, epochs) of a finished classifier run, from its metrics.jsonl."""
+  path = os.path.join(run_dir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return None
+  last = None
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      record = json.loads(line)
+      if 'step' in record and 'epoch' in record:
+        last = record   # appended after a resume too: the last record is the latest
+  return None if last is None else (int(last['step']), int(last['epoch']))
+
+
+def _budget_note(steps: dict, models: dict) -> str | None:
+  """Says how long each model trained: the augmented run usually takes more steps per epoch."""
+  if any(v is None for v in steps.values()):
+    return None
+  ratio = float(models['augmented'][1].get('synthetic_ratio', 0.0) or 0.0)
+  text = (f"Training length: baseline {steps['baseline'][0]} optimizer steps "
+          f"({steps['baseline'][1]} epochs), augmented {steps['augmented'][0]} steps "
+          f"({steps['augmented'][1]} epochs, synthetic_ratio {ratio:g}).")
+  if steps['augmented'][0] > steps['baseline'][0]:
+    text += (' The augmented model also trained longer, so part or all of a difference can '
+             'come from the extra steps rather than from the synthetic images.')
+  return text
+
+
 def _compare(y_true, probs: dict, config) -> dict:
   return stats.compare_models(y_true, probs['baseline'], probs['augmented'], CLASSES,
                               n_boot=config.n_boot, seed=config.seed)
@@ -102,6 +130,12 @@ def evaluate(config, *, baseline: str, augmented: str, out: str, gan: str = '',
 
   notes = [f'Validation split: {len(val)} real images listed in {manifest_path}; no synthetic '
            'image is ever used for validation or model selection.']
+  steps = {'baseline': training_steps(baseline), 'augmented': training_steps(augmented)}
+  metrics['training_steps'] = {k: None if v is None else {'steps': v[0], 'epochs': v[1]}
+                               for k, v in steps.items()}
+  budget = _budget_note(steps, models)
+  if budget:
+    notes.append(budget)
   if test_dir:
     train_sha = frozenset(r.sha256 for r in manifest_lib.read(manifest_path)
                           if r.split == 'train')
