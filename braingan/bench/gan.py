@@ -20,6 +20,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
 def _parse(argv):
+  from braingan.train import gan_step  # pylint: disable=import-outside-toplevel
   parser = argparse.ArgumentParser(prog='python -m braingan.bench gan')
   parser.add_argument('--json', action='store_true', help='print one JSON object')
   parser.add_argument('--rounds', type=int, default=3,
@@ -30,7 +31,7 @@ def _parse(argv):
   parser.add_argument('--batch_size', type=int, default=32)
   parser.add_argument('--image_size', type=int, default=128)
   parser.add_argument('--channels', type=int, default=1)
-  parser.add_argument('--layer_mode', default='inference', choices=('inference', 'training'),
+  parser.add_argument('--layer_mode', default='inference', choices=gan_step.LAYER_MODES,
                       help="BatchNorm/Dropout mode of both steps (configs/cgan.py's model.layer_mode)")
   parser.add_argument('--no_reference', action='store_true', help='skip the Keras twin')
   parser.add_argument('--plain_layers', action='store_true',
@@ -66,7 +67,7 @@ def main(argv) -> int:
       'label': rng.integers(0, 4, (args.batch_size,)).astype(np.int32)}
   batch = parallel.shard_batch(mesh, host_batch)
   step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh,
-                                     config.model.layer_mode)
+                                  config.model.layer_mode)
   compiled, compile_s = common.compile_jitted(step, state, batch)
   flops = common.compiled_flops(compiled)
   memory = common.compiled_memory_bytes(compiled)

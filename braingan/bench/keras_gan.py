@@ -72,8 +72,8 @@ def make_train_step(generator, discriminator, latent_dim: int = 256, learning_ra
   argument, which Keras resolves to inference mode (BatchNorm on its moving statistics, no
   dropout); 'training' passes training=True (batch statistics, dropout).
   """
-  if layer_mode not in ('inference', 'training'):
-    raise ValueError(f'layer_mode={layer_mode!r}: expected inference or training.')
+  from braingan.train import gan_step  # pylint: disable=import-outside-toplevel
+  gan_step.check_layer_mode(layer_mode)   # the same two modes as our step
   kw = {'training': True} if layer_mode == 'training' else {}
   tf = _tf()
   import tf_keras as keras  # pylint: disable=import-outside-toplevel

@@ -93,7 +93,7 @@ def _gan_workload(mesh, dtype: str, image_size: int, global_batch: int):
   generator, discriminator = gan.build_models(config)
   state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
   step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh,
-                                     config.model.layer_mode)
+                                  config.model.layer_mode)
   batch = _batch(mesh, global_batch, image_size, config.data.channels)
   return step, state, batch, ()
 
