@@ -103,3 +103,23 @@ def test_path_is_frozen_matches_whole_components():
   assert resnet.path_is_frozen('conv1_conv', ['conv1_conv'])
   assert not resnet.path_is_frozen('conv1_conv_x/kernel', ['conv1_conv'])
   assert not resnet.path_is_frozen('conv2_block1_0_bn/scale', ['conv2_block1_0_conv'])
+
+
+def test_bn_train_custom_vjp_matches_autodiff_of_the_formula():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(1.0, 2.0, (4, 3, 3, 5)), jnp.float32)
+  scale, bias = jnp.linspace(0.5, 1.5, 5), jnp.linspace(-1.0, 1.0, 5)
+  weights = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+
+  def reference(x, scale, bias):
+    mean = x.mean((0, 1, 2))
+    var = jnp.square(x - mean).mean((0, 1, 2))
+    return jnp.sum(weights * ((x - mean) * jax.lax.rsqrt(var + 1e-3) * scale + bias))
+
+  def ours(x, scale, bias):
+    return jnp.sum(weights * resnet.bn_train(x, scale, bias, 1e-3)[0])
+
+  np.testing.assert_allclose(ours(x, scale, bias), reference(x, scale, bias), rtol=1e-6)
+  for got, want in zip(jax.grad(ours, (0, 1, 2))(x, scale, bias),
+                       jax.grad(reference, (0, 1, 2))(x, scale, bias)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def build(image_size: int = 128, num_classes: int = 4, frozen_layers: int = 15):
+def build(image_size: int = 128, num_classes: int = 4, frozen_layers: int = 15,
+          dropout: float = 0.5, learning_rate: float = 1e-3):
+  """The compiled Keras model. Head layers are named as ours (head_dense, head_logits)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
   import tf_keras  # pylint: disable=g-import-not-at-top
@@ -19,11 +21,11 @@ def build(image_size: int = 128, num_classes: int = 4, frozen_layers: int = 15):
   for layer in base.layers[:frozen_layers]:
     layer.trainable = False
   x = tf_keras.layers.GlobalAveragePooling2D()(base.output)
-  x = tf_keras.layers.Dense(512, activation='relu')(x)
-  x = tf_keras.layers.Dropout(0.5)(x)
-  out = tf_keras.layers.Dense(num_classes, activation='softmax')(x)
+  x = tf_keras.layers.Dense(512, activation='relu', name='head_dense')(x)
+  x = tf_keras.layers.Dropout(dropout)(x)
+  out = tf_keras.layers.Dense(num_classes, activation='softmax', name='head_logits')(x)
   model = tf_keras.Model(base.input, out)
-  model.compile(optimizer=tf_keras.optimizers.Adam(1e-3),
+  model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate),
                 loss='sparse_categorical_crossentropy', metrics=['accuracy'])
   return model
 

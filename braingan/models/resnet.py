@@ -19,6 +19,7 @@ convolution.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -84,6 +85,83 @@ class KerasConv(nn.Module):
     return y + bias.astype(self.dtype)
 
 
+def _bn_train_fwd(x, scale, bias, epsilon):
+  axes = tuple(range(x.ndim - 1))
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axes)
+  var = jnp.mean(jnp.square(x32 - mean), axes)
+  inv = jax.lax.rsqrt(var + epsilon)
+  y = (x32 - mean) * (inv * scale) + bias
+  return (y, mean, var), (x, mean, inv, scale)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def bn_train(x, scale, bias, epsilon):
+  """(y, batch mean, batch variance): training-mode BatchNorm over all axes but the last.
+
+  Two-pass statistics as Keras, with the textbook backward pass (dx from sum(dy) and
+  sum(dy * xhat)) as a custom VJP: autodiff of the two-pass variance adds passes over the
+  activations, and the ResNet50 step took 2.55 s with it against 2.36 s with this (2-core CPU,
+  interleaved in one process), the same as Flax's one-pass E[x^2] - E[x]^2.
+  """
+  return _bn_train_fwd(x, scale, bias, epsilon)[0]
+
+
+def _bn_train_bwd(epsilon, residuals, cotangents):
+  del epsilon
+  x, mean, inv, scale = residuals
+  dy = cotangents[0].astype(jnp.float32)   # mean/var feed only the moving statistics.
+  axes = tuple(range(x.ndim - 1))
+  xhat = (x.astype(jnp.float32) - mean) * inv
+  dbias = jnp.sum(dy, axes)
+  dscale = jnp.sum(dy * xhat, axes)
+  n = x.size // x.shape[-1]
+  dx = (scale * inv) * (dy - dbias / n - xhat * (dscale / n))
+  return dx.astype(x.dtype), dscale, dbias
+
+
+bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
+
+
+class KerasBatchNorm(nn.Module):
+  """BatchNormalization as tf_keras computes it on NHWC maps (its fused kernel), in Flax.
+
+  The variables have Flax's `nn.BatchNorm` names (params scale/bias, batch_stats mean/var), so
+  checkpoints and the importer see no difference, and y = (x - mean) * (scale * rsqrt(var +
+  eps)) + bias as there. Two things differ from `nn.BatchNorm`, both to match Keras
+  (tests/test_keras_resnet_step.py): the batch variance is two-pass, E[(x - E[x])^2], not
+  E[x^2] - E[x]^2, which loses digits when the mean is large next to the spread; and the moving
+  variance is updated with the *unbiased* batch variance (times n / (n - 1), n = batch * height
+  * width). At 128 px, batch 32, conv5 maps have n = 512; at 32 px n = 32, and with Flax's
+  update the moving variances drift 3 % of each update apart from Keras's.
+  """
+  use_running_average: bool
+  momentum: float = BN_MOMENTUM
+  epsilon: float = BN_EPSILON
+  dtype: Any = jnp.float32  # Output dtype; statistics and parameters stay float32.
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    features = (x.shape[-1],)
+    scale = self.param('scale', nn.initializers.ones, features, jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, features, jnp.float32)
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, features, jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, features, jnp.float32)
+    if self.use_running_average:
+      x32 = x.astype(jnp.float32)
+      mean, var = ra_mean.value, ra_var.value
+      y = (x32 - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+      return y.astype(self.dtype)
+    y, mean, var = bn_train(x, scale, bias, self.epsilon)
+    if not self.is_initializing():
+      # Keras's fused kernel (4-D inputs only) corrects: rest_size / max(rest_size - 1, 1).
+      n = x.size // x.shape[-1]
+      bessel = n / (n - 1) if x.ndim == 4 and n > 1 else 1.0
+      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * (var * bessel)
+    return y.astype(self.dtype)
+
+
 class ResNetClassifier(nn.Module):
   """Keras-layout ResNet (ResNet50 by default) backbone + GAP -> Dense 512 ReLU -> Dropout -> logits.
 
@@ -108,11 +186,9 @@ class ResNetClassifier(nn.Module):
   # BatchNorm keeps its statistics float32 too; logits and features are returned as float32.
   dtype: Any = jnp.float32
 
-  def _bn(self, name: str, train: bool) -> nn.BatchNorm:
-    return nn.BatchNorm(
-        use_running_average=not train or path_is_frozen(name, self.frozen),
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=self.dtype, param_dtype=jnp.float32,
-        name=name)
+  def _bn(self, name: str, train: bool) -> KerasBatchNorm:
+    return KerasBatchNorm(use_running_average=not train or path_is_frozen(name, self.frozen),
+                          dtype=self.dtype, name=name)
 
   def _block(self, x, filters: int, stride: int, conv_shortcut: bool, name: str, train: bool):
     """Keras `block1`: the stride sits on the first 1x1 conv (and the projection shortcut)."""
