@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from braingan.bench import keras_resnet
-from braingan.models import resnet
+from braingan.models import pretrained, resnet
 from braingan.train import classifier
 from braingan.train.state import TrainState
 from configs import classifier as classifier_config
@@ -52,28 +52,24 @@ def test_keras_batchnorm_matches_tf_keras(shape):
   np.testing.assert_allclose(y_inf, keras_bn(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
 
 
-def _keras_to_flax(keras_model, variables):
-  """Keras weights -> our variable tree (layer names are the same on both sides)."""
-  params, stats = dict(variables['params']), dict(variables['batch_stats'])
-  for name in params:
-    w = keras_model.get_layer(name).get_weights()
-    if name in stats:
-      params[name] = {'scale': w[0], 'bias': w[1]}
-      stats[name] = {'mean': w[2], 'var': w[3]}
-    else:
-      params[name] = {'kernel': w[0], 'bias': w[1]}
-  return {'params': params, 'batch_stats': stats}
+def _keras_variables(keras_model, like, path):
+  """Keras's current weights as our variable tree, through the HDF5 importer (same layer names,
+  the head included: the twin names its Dense layers head_dense / head_logits)."""
+  keras_model.save_weights(path)
+  return pretrained.load(like, path, dont_load=())
 
 
 @pytest.fixture(scope='module')
-def one_step():
+def one_step(tmp_path_factory):
   """(initial, ours after one step, Keras after one step, our loss, Keras's loss)."""
+  weights_dir = tmp_path_factory.mktemp('keras_step')
   tf_keras.utils.set_random_seed(0)
   keras_model = keras_resnet.build(SIZE, dropout=0.0, learning_rate=LR)
   config = classifier_config.get_config()
   config.pretrained, config.model.dropout, config.data.image_size = 'none', 0.0, SIZE
   model = classifier.make_model(config)
-  initial = _keras_to_flax(keras_model, resnet.init_variables(model, (1, SIZE, SIZE, 1)))
+  initial = _keras_variables(keras_model, resnet.init_variables(model, (1, SIZE, SIZE, 1)),
+                             str(weights_dir / 'initial.h5'))
   state = TrainState.create(params=initial['params'], batch_stats=initial['batch_stats'],
                             tx=classifier.make_optimizer(config, initial['params']), rng=0)
   step = jax.jit(classifier.make_train_step(model, classifier.KERAS15, np.ones(4, np.float32)))
@@ -85,7 +81,8 @@ def one_step():
   keras_images = np.asarray(resnet.caffe_preprocess(jnp.asarray(images)))
   keras_loss = float(keras_model.train_on_batch(keras_images, labels)[0])
   ours = jax.tree.map(np.asarray, {'params': state.params, 'batch_stats': state.batch_stats})
-  return (_leaves(initial), _leaves(ours), _leaves(_keras_to_flax(keras_model, initial)),
+  after = _keras_variables(keras_model, initial, str(weights_dir / 'after_step.h5'))
+  return (_leaves(initial), _leaves(ours), _leaves(after),
           float(metrics['loss']), keras_loss)
 
 

@@ -182,8 +182,8 @@ class ResNetClassifier(nn.Module):
   dropout: float = 0.5
   preprocess: str = 'caffe'
   frozen: Sequence[str] = ()
-  # Compute dtype (config.dtype via braingan.train.precision). Parameters stay float32; Flax's
-  # BatchNorm keeps its statistics float32 too; logits and features are returned as float32.
+  # Compute dtype (config.dtype via braingan.train.precision). Parameters stay float32;
+  # KerasBatchNorm keeps its statistics float32 too; logits and features are returned as float32.
   dtype: Any = jnp.float32
 
   def _bn(self, name: str, train: bool) -> KerasBatchNorm:
