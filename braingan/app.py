@@ -21,12 +21,12 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != _HERE]
 if _ROOT not in sys.path:
   sys.path.insert(0, _ROOT)
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pandas as pd  # pylint: disable=g-import-not-at-top,wrong-import-position
 import streamlit as st  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from braingan import serve  # pylint: disable=g-import-not-at-top,wrong-import-position
 from braingan.data import CLASSES  # pylint: disable=g-import-not-at-top,wrong-import-position
+from braingan import images as images_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from braingan.data import decode  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DISCLAIMER = ('**Research tool - not a diagnostic device.** The predictions, saliency maps and '
@@ -110,10 +110,10 @@ def classify_tab(service, error: str | None) -> None:
   size = service.data_cfg.image_size
   left, middle, right = st.columns([1, 1, 1.2])
   with left:
-    st.image(serve.upscale_for_display(decode.to_uint8(pred.image)),
+    st.image(images_lib.upscale(images_lib.to_gray_pixels(pred.image)),
              caption=f'What the model sees ({size}x{size}, grayscale)', width='stretch')
   with middle:
-    st.image(serve.upscale_for_display(serve.overlay(pred.image, pred.cam)),
+    st.image(images_lib.upscale(serve.overlay(pred.image, pred.cam)),
              caption=f'Grad-CAM for "{pred.class_name}"', width='stretch')
   with right:
     st.metric('Predicted class', pred.class_name)
@@ -157,7 +157,7 @@ def generate_tab(args) -> None:
                                      generator.sample(class_name, int(seed), int(count)))
   if 'generated' in st.session_state:
     class_name, seed, count, images = st.session_state['generated']
-    st.image(serve.image_grid(images), width='stretch',
+    st.image(images_lib.upscale(images_lib.grid(images, 4), 512), width='stretch',
              caption=f'{count} synthetic "{class_name}" slices, seed {seed} (the same class and '
                      'seed always give the same images). Synthetic: not a scan of any patient.')
 

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from braingan.data import CLASSES
+from braingan import images as images_lib
 from braingan.data import decode
 
 DICOM_SUFFIXES = ('.dcm', '.dicom')
@@ -157,19 +158,21 @@ class ClassifierService:
   """A finished classifier run, loaded once: predict + explain uploads."""
 
   def __init__(self, workdir: str):
-    from braingan.train import classifier  # pylint: disable=g-import-not-at-top
+    from braingan import inference  # pylint: disable=g-import-not-at-top
     self.workdir = workdir
-    self.predict_fn, self.config = classifier.load_for_inference(workdir)
+    self.model = inference.load_classifier(workdir)
+    self.config = self.model.config
     self.data_cfg = self.config.data
-    self._gradcam = make_gradcam(self.predict_fn.model, self.predict_fn.variables)
+    module, variables = self.model.module, self.model.variables
+    self._gradcam = make_gradcam(module, variables)
     size, channels = self.data_cfg.image_size, self.data_cfg.channels
     self.cam_grid = tuple(jax.eval_shape(
-        lambda x: self.predict_fn.model.apply(self.predict_fn.variables, x, output='backbone'),
+        lambda x: module.apply(variables, x, output='backbone'),
         jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)).shape[1:3])
     # Compile both functions now, so the first upload is as fast as the others.
     # (Same argument types as `predict`, or jit would compile again on the first upload.)
     warm = np.zeros((size, size, channels), np.float32)
-    self.predict_fn(warm[None])
+    self.model.probs(warm[None])
     self.gradcam(warm, 0)
 
   def gradcam(self, image: np.ndarray, class_index: int) -> np.ndarray:
@@ -180,7 +183,7 @@ class ClassifierService:
     """Raises decode.ImageError for anything that is not a usable image."""
     t0 = time.perf_counter()
     image = preprocess_upload(data, name, self.data_cfg)
-    probs = self.predict_fn(image[None])[0]
+    probs = self.model.probs(image[None])[0]
     cam = self.gradcam(image, int(np.argmax(probs)))
     return Prediction(image=image, probs=probs, cam=cam, cam_grid=self.cam_grid,
                       seconds=time.perf_counter() - t0)
@@ -218,7 +221,7 @@ def _first_line(e: Exception, limit: int = 300) -> str:
 
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
   """Grayscale model input + CAM -> uint8 RGB [H, W, 3] (jet-like colour map, blended)."""
-  gray = decode.to_uint8(image).astype(np.float32) / 255.0
+  gray = images_lib.to_gray_pixels(image).astype(np.float32) / 255.0
   c = np.clip(cam, 0.0, 1.0)
   heat = np.stack([np.clip(1.5 - np.abs(4 * c - 3), 0, 1),   # red
                    np.clip(1.5 - np.abs(4 * c - 2), 0, 1),   # green
@@ -227,48 +230,20 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarr
   return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
 
 
-def upscale_for_display(image_uint8: np.ndarray, size: int = 256) -> np.ndarray:
-  """Nearest-neighbour enlargement so a 64-128 px input is visible (no new detail invented)."""
-  h = image_uint8.shape[0]
-  factor = max(1, size // h)
-  return np.repeat(np.repeat(image_uint8, factor, axis=0), factor, axis=1)
-
-
-def image_grid(images: np.ndarray, columns: int = 4, pad: int = 2) -> np.ndarray:
-  """float [N, H, W, C] in [-1, 1] -> one uint8 [rows*(H+pad)-pad, ...] grayscale grid image."""
-  tiles = decode.to_uint8(np.asarray(images))
-  n, h, w = tiles.shape
-  columns = min(columns, n)
-  rows = -(-n // columns)
-  grid = np.zeros((rows * (h + pad) - pad, columns * (w + pad) - pad), np.uint8)
-  for i, tile in enumerate(tiles):
-    r, c = divmod(i, columns)
-    grid[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = tile
-  return upscale_for_display(grid, size=512)
-
-
-
 class GeneratorService:
   """A finished cGAN run's generator, loaded once: a grid of images for (class, seed).
 
   Image i of a request uses the noise N(0, I) drawn from fold_in(key(seed), i), as
-  `braingan.generate` does, so a (class, seed, count) request always gives the same images
+  `braingan.generate` does (the EMA weights when the run kept them), so a (class, seed, count) request always gives the same images
   and a larger count only appends images.
   """
 
   def __init__(self, workdir: str):
-    from braingan.train import gan  # pylint: disable=g-import-not-at-top
-    from braingan.train import gan_step  # pylint: disable=g-import-not-at-top
+    from braingan import inference  # pylint: disable=g-import-not-at-top
     self.workdir = workdir
-    self.config, generator, self.variables, self.meta = gan.restore_generator(workdir)
-    self._sampler = gan_step.make_sampler(generator)
-    self.latent_dim = int(self.config.model.latent_dim)
+    self.generator = inference.load_generator(workdir)
+    self.config, self.meta = self.generator.config, self.generator.meta
     self.sample(CLASSES[0], 0, 1)  # Compile now, not on the first click.
-
-  def noise(self, seed: int, count: int) -> jax.Array:
-    key = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (self.latent_dim,)))(
-        jnp.arange(count))
 
   def sample(self, class_name: str, seed: int, count: int) -> np.ndarray:
     """float32 [count, H, W, C] in [-1, 1], count <= MAX_SAMPLES.
@@ -280,9 +255,9 @@ class GeneratorService:
       raise ValueError(f'class {class_name!r} is not one of {CLASSES}')
     if not 1 <= count <= MAX_SAMPLES:
       raise ValueError(f'count={count} must be in 1..{MAX_SAMPLES}')
-    labels = jnp.full((MAX_SAMPLES,), CLASSES.index(class_name), jnp.int32)
-    images = self._sampler(self.variables, self.noise(seed, MAX_SAMPLES), labels)
-    return np.asarray(images[:count])
+    labels = np.full((MAX_SAMPLES,), CLASSES.index(class_name), np.int32)
+    images = self.generator.sample(self.generator.latents(seed, np.arange(MAX_SAMPLES)), labels)
+    return images[:count]
 
 
 def load_generator(workdir: str) -> GeneratorService:

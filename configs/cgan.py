@@ -1,6 +1,11 @@
-"""Class-conditional DCGAN on the brain-MRI slices: the original study's settings.
+"""Class-conditional DCGAN: the original study's GANForge preset, reproduced faithfully.
 
-python train_gan.py --config=configs/cgan.py --workdir=runs/cgan [--config.field=value]
+  python train_gan.py --config=configs/cgan.py --workdir=runs/cgan [--config.field=value]
+
+This is the study's reference point. Every option that differs from GANForge (projection or
+auxiliary conditioning, hinge loss, spectral norm, DiffAugment/ADA, EMA, TTUR, transitional
+conditioning) exists as a field here, off by default; configs/cgan_conditioned.py is the
+recommended combination.
 """
 import ml_collections
 
@@ -8,8 +13,9 @@ from configs import common
 
 
 def model_config() -> ml_collections.ConfigDict:
-  """GANForge ConditionalDCGAN preset (see braingan/models/cdcgan.py)."""
+  """GANForge ConditionalDCGAN preset (braingan/models/cdcgan.py)."""
   m = ml_collections.ConfigDict()
+  m.name = 'cdcgan'
   m.latent_dim = 256
   m.embed_dim = 50              # label embedding size, both nets
   m.g_base_depth = 256          # channels of the generator's base grid (image_size / 16)
@@ -17,7 +23,7 @@ def model_config() -> ml_collections.ConfigDict:
   m.d_widths = (32, 64, 128, 256, 256)  # convs 5x5 stride 2
   m.dropout = 0.4
   m.leaky_slope = 0.2
-  # How BatchNorm and Dropout run while training (braingan/train/gan_step.py):
+  # How BatchNorm and Dropout run while training (braingan/train/gan.py):
   # 'inference' = what the original study actually trained (GANForge calls its nets without
   # training=True inside model.fit, so Keras used BatchNorm's fixed initial moving statistics,
   # i.e. a learned per-channel affine, and no dropout); 'training' = batch statistics + dropout.
@@ -25,31 +31,56 @@ def model_config() -> ml_collections.ConfigDict:
   m.bn_momentum = 0.99          # Keras BatchNormalization defaults
   m.bn_epsilon = 1e-3
   m.fast_layers = True          # exact fast lowerings for XLA:CPU; False = plain flax layers
+  # Where the label enters (braingan/models/conditioning.py):
+  #   generator: 'concat' (GANForge: an embedded label plane beside the base grid) or 'cbn'
+  #     (class-conditional BatchNorm: per-class gain and bias after every up-sampling conv);
+  #   discriminator: 'concat' (GANForge: a label plane as an extra input channel),
+  #     'projection' (Miyato & Koyama 2018: logit += <embed(y), phi(x)>) or 'auxiliary'
+  #     (AC-GAN: a 4-way class head whose cross-entropy enters both losses).
+  m.g_conditioning = 'concat'
+  m.d_conditioning = 'concat'
+  # Discriminator normalisation after each conv: 'batch' (GANForge) or 'none'.
+  m.d_norm = 'batch'
+  # Spectral normalisation (Miyato et al. 2018): 'none', 'd' or 'gd' (both nets).
+  m.spectral_norm = 'none'
   return m
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.seed = 0
   config.data = common.data_config()
   config.model = model_config()
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.learning_rate = 2e-4   # Adam, both nets
-  config.optimizer.beta1 = 0.5
-  config.optimizer.beta2 = 0.999
-  config.optimizer.epsilon = 1e-7         # Keras's Adam default
-  config.batch_size = 32                  # global batch, split over all devices
-  # Compute dtype: 'bfloat16' runs convolutions/matmuls in bf16 (GPU/TPU); parameters, Adam
-  # state, BatchNorm statistics and losses stay float32 (braingan/train/precision.py).
-  config.dtype = 'float32'
-  config.num_epochs = 50
-  config.max_steps_per_epoch = 0          # 0: whole epochs; >0 caps them (smoke runs)
-  config.num_devices = 0                  # 0: all devices
-  config.checkpoint_every = 1             # epochs
+  config.optimizer = common.optimizer_config(2e-4, beta1=0.5)   # Adam, both nets
+  # The discriminator's own learning rate (TTUR, Heusel et al. 2017); 0 = optimizer.learning_rate.
+  config.optimizer.d_learning_rate = 0.0
+  common.add_training_fields(config, epochs=50)
   config.keep_checkpoints = 3
-  config.grid_per_class = 8               # sample grid: one row per class, fixed noise
-  config.log_every_seconds = 10.0         # progress line interval
-  config.generate_per_class = 2500        # balanced synthetic set written after training
-  config.generate_dir = ''                # '' -> <workdir>/generated
-  config.generate_batch_size = 64
+  # Adversarial loss (braingan/train/losses.py): 'bce' (non-saturating, GANForge) or 'hinge'.
+  config.loss = 'bce'
+  config.aux_weight = 1.0       # weight of the class cross-entropy with d_conditioning='auxiliary'
+  # Differentiable augmentation of real and fake images before D (braingan/train/augment.py).
+  config.diffaug = ml_collections.ConfigDict()
+  config.diffaug.policy = ''    # comma list of translation, cutout, brightness, contrast, flip
+  config.diffaug.probability = 1.0   # per image and op (DiffAugment: 1); the start value with ADA
+  config.diffaug.ada_target = 0.0    # > 0: ADA adapts the probability so E[sign D(real)] ~ target
+  config.diffaug.ada_kimg = 20       # ADA: thousands of images for the probability to move by 1
+  # Exponential moving average of G's weights, used for grids, generation and metrics.
+  config.ema = ml_collections.ConfigDict()
+  config.ema.decay = 0.0        # 0 = off; e.g. 0.999
+  config.ema.start_step = 0     # plain copy of G's weights before this step
+  # Transitional conditioning (Shahbazi et al. 2022): the label's influence rises linearly from
+  # 0 to 1 over this many steps (0 = conditional from the first step).
+  config.transition_steps = 0
+  config.grid_per_class = 8     # sample grid: one row per class, fixed noise
+  # Conditioning metrics while training (class agreement and FID in a judge's feature space):
+  # a finished classifier run trained on the same real training split; '' = off.
+  config.judge = ml_collections.ConfigDict()
+  config.judge.run_dir = ''
+  config.judge.every_epochs = 5
+  config.judge.per_class = 100
+  # The balanced synthetic set written after training (train_gan.py).
+  config.generate = ml_collections.ConfigDict()
+  config.generate.per_class = 2500
+  config.generate.dir = ''      # '' -> <workdir>/generated
+  config.generate.batch_size = 64
   return config

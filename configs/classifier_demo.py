@@ -16,9 +16,8 @@ def get_config():
   config.model.stage_sizes = (1, 1, 1, 1)
   config.model.width = 16
   config.model.head_units = 64
-  config.pretrained = 'none'
-  config.freeze = 'none'
+  config.model.pretrained = 'none'
+  config.model.freeze = 'none'
   config.batch_size = 16
   config.epochs = 12
-  config.log_every_steps = 5
   return config

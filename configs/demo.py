@@ -20,8 +20,7 @@ def get_config():
   # not still gray.
   config.model.bn_momentum = 0.9
   config.batch_size = 16
-  config.num_epochs = 12
-  config.checkpoint_every = 1
+  config.epochs = 12
   config.grid_per_class = 6
-  config.generate_per_class = 8
+  config.generate.per_class = 8
   return config

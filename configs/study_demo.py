@@ -12,13 +12,10 @@ from configs import study
 
 def get_config():
   config = study.get_config()
-  config.gan = demo.get_config()
-  config.classifier = classifier_demo.get_config()
-  config.data = config.classifier.data
-  config.data.data_dir = 'data/sample'
-  config.gan.data = config.data
+  config.data = classifier_demo.get_config().data
+  config.gan = study.section(demo.get_config())
+  config.classifier = study.section(classifier_demo.get_config())
   config.synthetic_per_class = 40
-  config.augmented_epochs = config.classifier.epochs
   config.cas_epochs = 4
   config.evaluate.n_boot = 500
   config.evaluate.gan_per_class = 40

@@ -1,4 +1,4 @@
-"""The study on a real folder with budgets cut to fit a 2-core CPU in well under an hour (when the machine is otherwise idle).
+"""The study on a real folder with budgets cut to fit a 2-core CPU.
 
   python -m braingan.study --config=configs/study_reduced.py --workdir=runs/study_reduced \
       --config.data.data_dir=../shared/data/brain_tumor_mri/Training
@@ -17,14 +17,13 @@ def get_config():
   config = study.get_config()
   config.data.data_dir = '../shared/data/brain_tumor_mri/Training'
   config.data.image_size = 64
-  config.gan.num_epochs = 15
+  config.gan.epochs = 15
   config.synthetic_per_class = 500
   clf = config.classifier
-  clf.pretrained = 'none'
-  clf.freeze = 'none'
+  clf.model.pretrained = 'none'
+  clf.model.freeze = 'none'
   clf.model.stage_sizes = (1, 1, 1, 1)
   clf.model.width = 32
   clf.epochs = 6
-  config.augmented_epochs = 6
   config.cas_epochs = 3
   return config

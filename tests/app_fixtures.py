@@ -25,14 +25,14 @@ def tiny_classifier_config():
   config.model.width = 8
   config.model.head_units = 16
   config.epochs = 1
-  config.max_steps_per_epoch = 2
+  config.steps_per_epoch = 2
   config.batch_size = 16
   return config
 
 
 def train_tiny_classifier(workdir: str) -> str:
-  from braingan.train import classifier  # pylint: disable=g-import-not-at-top
-  classifier.train_and_evaluate(tiny_classifier_config(), workdir)
+  from braingan import train  # pylint: disable=g-import-not-at-top
+  train.train_and_evaluate(tiny_classifier_config(), workdir)
   return workdir
 
 
@@ -74,20 +74,9 @@ def tiny_gan_config():
 
 
 def write_untrained_gan_run(workdir: str) -> str:
-  """A GAN run directory as braingan.train.gan writes it (config.json + Orbax checkpoint), holding
-  its initial weights. Training even one GAN step costs a ~30 s compile on a busy 2-core CPU; the
-  app's generator tab is about restoring and sampling, which untrained weights exercise fully.
-  """
-  from braingan.train import gan  # pylint: disable=g-import-not-at-top
-  from braingan.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
-  config = tiny_gan_config()
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, gan.CONFIG_FILE), 'w', encoding='utf-8') as f:
-    f.write(config.to_json(indent=2))
-  generator, discriminator = gan.build_models(config)
-  state = gan.initial_state(config, generator, discriminator)
-  with Checkpointer(os.path.join(workdir, gan.CHECKPOINT_DIR), async_save=False) as ckpt:
-    ckpt.save(1, state, meta={'epoch': 1, 'train_step': 0}, force=True)
+  """A GAN run directory holding its initial weights (see tests/test_generate.py)."""
+  from tests.test_generate import write_untrained_run  # pylint: disable=g-import-not-at-top
+  write_untrained_run(workdir, tiny_gan_config())
   return workdir
 
 

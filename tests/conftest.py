@@ -9,6 +9,13 @@ import pytest  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every test process (xdist workers, and the entry points tests start as subprocesses) shares one
+# persistent compilation cache: the same tiny models compile once per test session, not once per
+# test file (braingan/runtime/compile_cache.py). It lives under .pytest_cache (not committed).
+os.environ.setdefault('BRAINGAN_COMPILE_CACHE',
+                      os.path.join(REPO_ROOT, '.pytest_cache', 'jax-compile-cache'))
+from braingan.runtime import compile_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
+compile_cache.enable()
 SAMPLE_DIR = os.path.join(REPO_ROOT, 'data', 'sample')
 SHARED_TRAINING = os.path.abspath(
     os.path.join(REPO_ROOT, '..', 'shared', 'data', 'brain_tumor_mri', 'Training'))

@@ -11,10 +11,9 @@ from typing import Any, Callable
 
 import flax.serialization
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from braingan.train import parallel
+from braingan.runtime import parallel
 from tests import toy_model
 
 GLOBAL_BATCH = 8
@@ -51,26 +50,25 @@ def classifier_config():
   config.model.stage_sizes = (1, 1, 1, 1)
   config.model.width = 8
   config.model.head_units = 16
-  config.pretrained = 'none'
+  config.model.pretrained = 'none'
   config.batch_size = GLOBAL_BATCH
-  config.learning_rate = 1e-2
-  config.adam_epsilon = ADAM_EPSILON
+  config.optimizer.learning_rate = 1e-2
+  config.optimizer.epsilon = ADAM_EPSILON
   config.dtype = DTYPE
   return config
 
 
+def _trainer(config, mesh):
+  """The training loop's jitted step for `config` on `mesh` (no data needed)."""
+  from braingan import train  # pylint: disable=g-import-not-at-top
+  from braingan.train import loop  # pylint: disable=g-import-not-at-top
+  return loop.Trainer(train.recipe_class(config)(config, None), mesh)
+
+
 def classifier(mesh):
-  from braingan.train import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
-  from braingan.train.state import TrainState  # pylint: disable=g-import-not-at-top
-  config = classifier_config()
-  model = classifier_lib.make_model(config)
-  variables = classifier_lib.initial_variables(
-      config, model, (1, CLASSIFIER_SIZE, CLASSIFIER_SIZE, 1))
-  tx = classifier_lib.make_optimizer(config, variables['params'])
-  state = TrainState.create(params=variables['params'], batch_stats=variables['batch_stats'],
-                            tx=tx, rng=config.seed)
-  step, _ = classifier_lib.compile_steps(model, mesh, config, np.ones(4, np.float32))
-  return (step, parallel.replicate(mesh, state), (jnp.float32(config.learning_rate),),
+  trainer = _trainer(classifier_config(), mesh)
+  return (trainer.train_step, trainer.initial_state(),
+          (trainer.place_hparams(trainer.recipe.hparams()),),
           _images(GLOBAL_BATCH, CLASSIFIER_SIZE, 1))
 
 
@@ -120,14 +118,11 @@ def gan_config():
 
 
 def gan(mesh):
-  from braingan.train import gan as gan_lib  # pylint: disable=g-import-not-at-top
-  from braingan.train import gan_step  # pylint: disable=g-import-not-at-top
-  config = gan_config()
-  generator, discriminator = gan_lib.build_models(config)
-  shapes = jax.eval_shape(lambda: gan_lib.initial_state(config, generator, discriminator))
-  state = _numpy_filled(shapes, seed=3)
-  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh)
-  return step, parallel.replicate(mesh, state), (), _images(GLOBAL_BATCH, GAN_SIZE, 2)
+  trainer = _trainer(gan_config(), mesh)
+  state = _numpy_filled(jax.eval_shape(trainer.recipe.init_state), seed=3)
+  return (trainer.train_step, parallel.replicate(mesh, state),
+          (trainer.place_hparams(trainer.recipe.hparams()),),
+          _images(GLOBAL_BATCH, GAN_SIZE, 2))
 
 
 WORKLOADS: dict[str, Callable] = {'toy': toy, 'classifier': classifier, 'gan': gan}

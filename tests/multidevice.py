@@ -47,9 +47,10 @@ _MULTIPROCESS_PREAMBLE = '''
 import sys
 import jax
 jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU collectives across processes
-from braingan.train import parallel
+from braingan.runtime import distributed, parallel
 PROCESS_ID = int(sys.argv[1])
-parallel.maybe_initialize_distributed(sys.argv[2], int(sys.argv[3]), PROCESS_ID)
+distributed.initialize({'coordinator_address': sys.argv[2], 'num_processes': int(sys.argv[3]),
+                        'process_id': PROCESS_ID})
 '''
 
 

@@ -1,7 +1,7 @@
 """The Streamlit app's logic through streamlit.testing's AppTest (no browser), and braingan.serve.
 
 The prediction check compares the page with what `evaluate.py` computes for the same file and
-checkpoint: `load_for_inference` + `decode.preprocess_file`.
+checkpoint: `inference.load_classifier` + `decode.preprocess_file`.
 """
 import io
 import json
@@ -18,10 +18,11 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from braingan import images
+from braingan import inference
 from braingan import serve
 from braingan.data import CLASSES, decode
 from braingan.models import resnet
-from braingan.train import classifier
 from tests.app_fixtures import APP_SCRIPT, sample_image  # pylint: disable=unused-import
 from tests.app_fixtures import tiny_classifier_run, untrained_gan_run  # noqa: F401 pylint: disable=unused-import
 
@@ -68,7 +69,8 @@ def giant_png(width=20000, height=20000) -> bytes:
 
 
 def test_banner_and_prediction_equal_evaluate_path(tiny_classifier_run):
-  predict_fn, config = classifier.load_for_inference(tiny_classifier_run)
+  model = inference.load_classifier(tiny_classifier_run)
+  predict_fn, config = model.probs, model.config
   at = run_app(f'--classifier={tiny_classifier_run}')
   assert any('not a diagnostic device' in w.value for w in at.warning)
   assert not at.error
@@ -154,7 +156,7 @@ def test_generator_tab_draws_the_requested_grid(tiny_classifier_run, untrained_g
 
 def test_generator_service_is_deterministic_per_class_and_seed(untrained_gan_run, tmp_path):
   gen = serve.load_generator(untrained_gan_run)
-  assert gen.meta['epoch'] == 1
+  assert gen.meta['epoch'] == 3   # the fixture's checkpoint (tests/test_generate.py)
   images = gen.sample('glioma', 7, 4)
   assert images.shape == (4, 32, 32, 1) and np.abs(images).max() <= 1.0
   np.testing.assert_array_equal(images, gen.sample('glioma', 7, 4))
@@ -198,7 +200,7 @@ def test_overlay_and_grid_shapes():
   assert rgb.shape == (32, 32, 3) and rgb.dtype == np.uint8
   assert rgb[:16, :, 0].mean() > rgb[16:, :, 0].mean() + 50  # Hot half is red ...
   assert rgb[16:, :, 2].mean() > rgb[:16, :, 2].mean() + 50  # ... the cold half blue.
-  grid = serve.image_grid(np.zeros((6, 16, 16, 1), np.float32), columns=4)
+  grid = images.upscale(images.grid(np.zeros((6, 16, 16, 1), np.float32), 4), 512)
   assert grid.shape[0] > 0 and grid.ndim == 2 and grid.dtype == np.uint8
 
 

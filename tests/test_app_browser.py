@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from braingan.data import CLASSES, decode
-from braingan.train import classifier
+from braingan import inference
 from tests.app_fixtures import APP_SCRIPT, sample_image, tiny_classifier_run  # noqa: F401 pylint: disable=unused-import
 from tests.conftest import REPO_ROOT
 
@@ -92,7 +92,8 @@ def test_upload_in_headless_chromium_shows_the_prediction(streamlit_server, tiny
   sync_api = pytest.importorskip('playwright.sync_api')
   url, log_path = streamlit_server
   path = sample_image('pituitary_tumor')
-  predict_fn, config = classifier.load_for_inference(tiny_classifier_run)
+  model = inference.load_classifier(tiny_classifier_run)
+  predict_fn, config = model.probs, model.config
   expected = CLASSES[int(np.argmax(predict_fn(decode.preprocess_file(path, config.data)[None])))]
   screenshot = str(tmp_path / 'app_prediction.png')
 

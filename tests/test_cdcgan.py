@@ -28,7 +28,7 @@ def test_shapes_for_sizes_and_channels(size, channels):
   assert images.shape == (2, size, size, channels)
   d_out = jax.eval_shape(lambda: discriminator.init_with_output(
       jax.random.key(0), jnp.zeros((2, size, size, channels)), labels, train=False))[0]
-  assert d_out.shape == (2,)
+  assert d_out[0].shape == (2,) and d_out[1] is None   # (logits, no auxiliary head)
   # Base grid is size / 16: the generator's first Dense has (size/16)^2 * base_depth outputs.
   assert g_shapes[1]['params']['Dense_0']['kernel'].shape == (16, (size // 16) ** 2 * 8)
 
@@ -82,8 +82,8 @@ def test_fast_and_plain_models_agree():
       np.testing.assert_allclose(a, b, atol=1e-4 * max(1.0, float(jnp.abs(b).max())), rtol=1e-4)
 
     dv = fast_d.init(jax.random.key(3), out_f, labels)
-    np.testing.assert_allclose(fast_d.apply(dv, out_f, labels, train=False),
-                               plain_d.apply(dv, out_f, labels, train=False), atol=1e-5)
+    np.testing.assert_allclose(fast_d.apply(dv, out_f, labels, train=False)[0],
+                               plain_d.apply(dv, out_f, labels, train=False)[0], atol=1e-5)
   finally:
     jax.config.update('jax_default_matmul_precision', None)
 

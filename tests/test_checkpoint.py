@@ -112,7 +112,7 @@ def test_best_survives_rotation_and_resume(tmp_path):
 _SHARDED_SNIPPET = r'''
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
-from braingan.train import parallel
+from braingan.runtime import parallel
 from braingan.train.checkpoint import Checkpointer
 directory = sys.argv[1] if len(sys.argv) > 1 else DIRECTORY
 mesh = parallel.make_mesh(8)

@@ -155,3 +155,47 @@ def test_kid_precomputed_kernels_match_per_subset(monkeypatch):
   slow = gan_metrics.kernel_inception_distance(a, b, n_subsets=5, subset_size=30, seed=1)
   assert fast['mean'] == pytest.approx(slow['mean'], rel=1e-10)
   assert fast['std'] == pytest.approx(slow['std'], rel=1e-8)
+
+
+# --------------------------------------------------------------- conditioning (eval/conditioning)
+def test_class_agreement_against_sklearn_on_hand_made_judges():
+  from sklearn import metrics as skm  # pylint: disable=import-outside-toplevel
+  from braingan.eval import classification, conditioning  # pylint: disable=import-outside-toplevel
+  intended = np.repeat(np.arange(4), 25)
+  perfect = conditioning.agreement(intended, intended, n_boot=200)
+  assert perfect['overall']['point'] == 1.0
+  assert all(v['point'] == 1.0 for v in perfect['per_class'].values())
+  constant = conditioning.agreement(np.zeros(100, int), intended, n_boot=200)
+  assert constant['overall']['point'] == 0.25
+  assert constant['per_class']['glioma']['point'] == 1.0
+  assert constant['per_class']['pituitary']['point'] == 0.0
+  noisy = np.where(np.random.default_rng(0).random(100) < 0.3, 2, intended)
+  got = conditioning.agreement(noisy, intended, n_boot=500)['overall']
+  assert got['point'] == pytest.approx(skm.accuracy_score(intended, noisy))
+  assert got['low'] <= got['point'] <= got['high']
+  # CAS: a classifier trained on generated images, scored on real ones, is plain accuracy.
+  probs = np.eye(4)[noisy]
+  cas = classification.classification_accuracy_score(intended, probs, ['a', 'b', 'c', 'd'])
+  assert cas['accuracy'] == pytest.approx(skm.accuracy_score(intended, noisy))
+
+
+def test_fid_uses_equal_set_sizes():
+  from braingan.eval import conditioning  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  real, gen = rng.normal(size=(300, 8)), rng.normal(size=(50, 8))
+  out = conditioning.fid_equal_size(real, gen, seed=1)
+  assert out['n'] == 50
+  assert conditioning.fid_equal_size(real, gen, seed=1) == out   # seeded subsample
+
+
+def test_aligned_pixels_find_a_shifted_copy():
+  from braingan.eval import conditioning  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  train = np.full((20, 32, 32, 1), -1.0, np.float32)
+  for i in range(20):   # a bright blob with its own texture on a black background
+    train[i, 8:24, 8:24, 0] = rng.uniform(-0.5, 1, (16, 16))
+  copy = np.full((1, 32, 32, 1), -1.0, np.float32)
+  copy[0, 4:20, 12:28, 0] = train[7, 8:24, 8:24, 0]   # the same brain, moved in its frame
+  dist, index = gan_metrics.nearest_neighbours(conditioning.aligned_pixels(copy),
+                                               conditioning.aligned_pixels(train))
+  assert index[0] == 7 and dist[0] < 1e-3

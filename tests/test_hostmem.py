@@ -1,11 +1,11 @@
-"""Huge-page malloc for the entry points (braingan/hostmem.py): when it applies, and that it works."""
+"""Huge-page malloc for the entry points (braingan/runtime/hostmem.py): when it applies, and that it works."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from braingan import hostmem
+from braingan.runtime import hostmem
 from tests.conftest import REPO_ROOT
 
 
@@ -26,7 +26,7 @@ def test_tuned_environment_rules():
 
 _PROBE = r'''
 import resource, sys
-from braingan import hostmem
+from braingan.runtime import hostmem
 hostmem.ensure_hugepage_malloc()
 import os
 import jax, jax.numpy as jnp

@@ -12,8 +12,8 @@ import pytest
 
 from braingan.bench import keras_gan
 from braingan.models.layers import keras_kernel_from_flax
-from braingan.train import gan, gan_step, parallel
-from tests.test_train_gan import _batch, tiny_config
+from braingan.train import gan
+from tests.test_train_gan import _batch, tiny_config, trainer_for
 
 tf = keras_gan._tf()  # pylint: disable=protected-access
 import tf_keras as keras  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -88,36 +88,33 @@ def _copy_weights(g_vars, d_vars, k_gen, k_disc, latent_dim):
 
 @pytest.mark.parametrize('layer_mode', ['inference', 'training'])
 def test_step_matches_the_keras_original(layer_mode):
-  config = tiny_config()
-  config.model.layer_mode = layer_mode
-  config.model.dropout = 0.0     # dropout masks cannot match across frameworks; no-op in inference
-  generator, discriminator = gan.build_models(config)
-  mesh = parallel.make_mesh(1)
-  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh,
-                                  layer_mode)
-  state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
+  # Dropout masks cannot match across frameworks (a no-op in inference mode anyway).
+  config = tiny_config(**{'model.layer_mode': layer_mode, 'model.dropout': 0.0,
+                          'num_devices': 1})
+  trainer = trainer_for(config)
+  state = trainer.initial_state()
   m = config.model
   tf.keras.utils.set_random_seed(0)
   k_gen, k_disc = keras_gan.build(config.data.image_size, 1, m.latent_dim, embed_dim=m.embed_dim,
                                   g_widths=m.g_widths, d_widths=m.d_widths,
                                   g_base_depth=m.g_base_depth, dropout=0.0)
-  _copy_weights(jax_to_np(state['generator'].variables),
-                jax_to_np(state['discriminator'].variables), k_gen, k_disc, m.latent_dim)
+  _copy_weights(jax_to_np(state.generator.variables),
+                jax_to_np(state.discriminator.variables), k_gen, k_disc, m.latent_dim)
   k_step = keras_gan.make_train_step(k_gen, k_disc, m.latent_dim, layer_mode=layer_mode)
 
   for i in range(2):
     batch = _batch(config, 8, seed=i)
-    z, _ = gan_step.step_randomness(state['generator'], 8, m.latent_dim)
+    z, _ = gan.step_randomness(state.generator, 8, m.latent_dim)
     k_d, k_g = k_step(tf.constant(batch['image']),
                       tf.constant(batch['label'][:, None].astype(np.float32)),
                       tf.constant(np.asarray(z)))
-    state, metrics = step(state, parallel.shard_batch(mesh, batch))
+    state, metrics = trainer.step(state, batch)
     assert float(metrics['d_loss']) == pytest.approx(float(k_d), rel=1e-4, abs=1e-5), i
     assert float(metrics['g_loss']) == pytest.approx(float(k_g), rel=1e-4, abs=1e-5), i
 
   # The updated weights agree too (checked on the kernels that every update moves).
-  gp = jax_to_np(state['generator'].params)
-  dp = jax_to_np(state['discriminator'].params)
+  gp = jax_to_np(state.generator.params)
+  dp = jax_to_np(state.discriminator.params)
   for i, layer in enumerate(_by_type(k_gen, keras.layers.Conv2DTranspose)):
     np.testing.assert_allclose(layer.get_weights()[0],
                                keras_kernel_from_flax(gp[f'up{i}']['kernel']), atol=5e-6, rtol=1e-4)
@@ -125,6 +122,6 @@ def test_step_matches_the_keras_original(layer_mode):
     np.testing.assert_allclose(layer.get_weights()[0], dp[f'conv{i}']['kernel'], atol=5e-6,
                                rtol=1e-4)
   if layer_mode == 'training':   # running averages moved the same way (Keras: twice per step)
-    gs = jax_to_np(state['generator'].batch_stats)
+    gs = jax_to_np(state.generator.batch_stats)
     for i, layer in enumerate(_by_type(k_gen, keras.layers.BatchNormalization)):
       np.testing.assert_allclose(layer.moving_mean.numpy(), gs[f'up{i}_bn']['mean'], atol=1e-5)

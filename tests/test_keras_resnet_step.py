@@ -66,18 +66,20 @@ def one_step(tmp_path_factory):
   tf_keras.utils.set_random_seed(0)
   keras_model = keras_resnet.build(SIZE, dropout=0.0, learning_rate=LR)
   config = classifier_config.get_config()
-  config.pretrained, config.model.dropout, config.data.image_size = 'none', 0.0, SIZE
-  model = classifier.make_model(config)
+  config.model.pretrained, config.model.dropout, config.data.image_size = 'none', 0.0, SIZE
+  recipe = classifier.ClassifierRecipe(config, None)
+  model = recipe.model
   initial = _keras_variables(keras_model, resnet.init_variables(model, (1, SIZE, SIZE, 1)),
                              str(weights_dir / 'initial.h5'))
   state = TrainState.create(params=initial['params'], batch_stats=initial['batch_stats'],
                             tx=classifier.make_optimizer(config, initial['params']), rng=0)
-  step = jax.jit(classifier.make_train_step(model, classifier.KERAS15, np.ones(4, np.float32)))
+  step = jax.jit(recipe.train_step)
 
   rng = np.random.default_rng(1)
   images = rng.uniform(-1, 1, (BATCH, SIZE, SIZE, 1)).astype(np.float32)
   labels = rng.integers(0, 4, BATCH).astype(np.int32)
-  state, metrics = step(state, {'image': images, 'label': labels}, jnp.float32(LR))
+  state, metrics = step(state, {'image': images, 'label': labels},
+                        {'learning_rate': jnp.float32(LR)})
   keras_images = np.asarray(resnet.caffe_preprocess(jnp.asarray(images)))
   keras_loss = float(keras_model.train_on_batch(keras_images, labels)[0])
   ours = jax.tree.map(np.asarray, {'params': state.params, 'batch_stats': state.batch_stats})
@@ -92,7 +94,7 @@ def _leaves(tree):
 
 
 def _is_frozen(key):
-  return any(f"['{layer}']" in key for layer in classifier.KERAS15)
+  return any(f"['{layer}']" in key for layer in resnet.KERAS15)
 
 
 def test_loss_and_moving_statistics_match(one_step):

@@ -1,4 +1,4 @@
-"""Metric files, progress line, labelled image grid."""
+"""Metric files, progress line/bar, labelled image grid, atomic files and tolerant readers."""
 import glob
 import io
 import math
@@ -8,17 +8,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from braingan import files
+from braingan import images as images_lib
 from braingan.train import observe
 
 
 def test_metric_writer_jsonl_and_tensorboard(tmp_path):
-  with observe.MetricWriter(str(tmp_path)) as writer:
-    writer.write_scalars(10, {'loss': np.float32(0.5), 'acc': 0.75}, epoch=1, split='train')
-    writer.write_scalars(20, {'loss': 0.25}, epoch=2, split='validation')
-    writer.write_image(20, 'samples', np.zeros((8, 8, 1), np.float32))
-  records = observe.read_jsonl(os.path.join(tmp_path, 'metrics.jsonl'))
-  assert records == [{'step': 10, 'epoch': 1, 'split': 'train', 'loss': 0.5, 'acc': 0.75},
-                     {'step': 20, 'epoch': 2, 'split': 'validation', 'loss': 0.25}]
+  writer = observe.MetricWriter(str(tmp_path / 'metrics.jsonl'), str(tmp_path / 'tensorboard'))
+  writer.write_scalars(10, {'loss': np.float32(0.5), 'acc': 0.75}, epoch=1)
+  writer.write_scalars(20, {'val_loss': 0.25}, epoch=2)
+  writer.write_image(20, 'samples', np.zeros((8, 8), np.uint8))
+  writer.close()
+  records = files.read_jsonl(os.path.join(tmp_path, 'metrics.jsonl'))
+  assert records == [{'step': 10, 'epoch': 1, 'loss': 0.5, 'acc': 0.75},
+                     {'step': 20, 'epoch': 2, 'val_loss': 0.25}]
   events = glob.glob(os.path.join(tmp_path, 'tensorboard', 'events.out.tfevents.*'))
   assert len(events) == 1
   import tensorflow as tf  # already imported (CPU only) by MetricWriter
@@ -29,26 +32,46 @@ def test_metric_writer_jsonl_and_tensorboard(tmp_path):
         images.append(value.tag)
       else:
         scalars[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
-  assert scalars == {('train/loss', 10): 0.5, ('train/acc', 10): 0.75,
-                     ('validation/loss', 20): 0.25}
+  assert scalars == {('loss', 10): 0.5, ('acc', 10): 0.75, ('val_loss', 20): 0.25}
   assert images == ['samples']
 
 
 def test_metric_writer_disabled_is_a_noop(tmp_path):
-  writer = observe.MetricWriter(str(tmp_path / 'other'), enabled=False)
+  writer = observe.MetricWriter(str(tmp_path / 'other' / 'm.jsonl'), str(tmp_path / 'other'),
+                                enabled=False)
   writer.write_scalars(1, {'loss': 1.0})
   writer.close()
   assert not os.path.exists(tmp_path / 'other')
 
 
-def test_read_jsonl_skips_truncated_last_line(tmp_path):
+def test_read_jsonl_skips_torn_last_line_and_keeps_last_record_per_key(tmp_path):
   path = tmp_path / 'm.jsonl'
-  path.write_text('{"step": 1, "loss": NaN}\n{"step": 2, "lo')
-  records = observe.read_jsonl(str(path))
+  path.write_text('{"step": 1, "loss": NaN}\n{"step": 2, "lo')   # a crash mid-write
+  records = files.read_jsonl(str(path))
   assert len(records) == 1 and records[0]['step'] == 1 and math.isnan(records[0]['loss'])
+  # A resumed run writes epochs 2-3 again: readers see each epoch once, the newest record.
+  path.write_text(''.join(f'{{"epoch": {e}, "v": {v}}}\n'
+                          for e, v in [(1, 1), (2, 2), (3, 3), (2, 20), (3, 30), (4, 40)]))
+  records = files.read_jsonl(str(path), key=lambda r: r['epoch'])
+  assert [(r['epoch'], r['v']) for r in records] == [(1, 1), (2, 20), (3, 30), (4, 40)]
   path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
-  with pytest.raises(ValueError):
-    observe.read_jsonl(str(path))
+  with pytest.raises(ValueError, match='line 2'):
+    files.read_jsonl(str(path))
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+  path = str(tmp_path / 'sub' / 'config.json')
+  files.write_json(path, {'a': 1})
+
+  def failing(tmp):
+    with open(tmp, 'w') as f:
+      f.write('{"half": ')
+    raise OSError('disk full')
+
+  with pytest.raises(OSError, match='disk full'):
+    files.atomic_write(path, failing)
+  assert files.read_json(path) == {'a': 1}
+  assert os.listdir(tmp_path / 'sub') == ['config.json']   # no temporary file left
 
 
 def test_progress_rate_eta_and_output():
@@ -74,16 +97,37 @@ def test_progress_throttles():
   for _ in range(1000):
     progress.update()
   progress.close()
-  assert len(stream.getvalue().splitlines()) == 2   # the first update and the close
+  assert len(stream.getvalue().splitlines()) == 1   # the close only
 
 
-def test_save_image_grid_with_labels(tmp_path):
+class _Terminal(io.StringIO):
+  def isatty(self):
+    return True
+
+
+def test_progress_bar_on_a_terminal_plain_lines_in_files():
+  terminal = _Terminal()
+  progress = observe.Progress(4, desc='epoch 1', stream=terminal, enabled=True)
+  for _ in range(4):
+    progress.update(1, loss=0.5)
+  progress.close()
+  assert '\r' in terminal.getvalue() and '4/4' in terminal.getvalue()   # a tqdm bar
+  log = io.StringIO()
+  progress = observe.Progress(4, desc='epoch 1', min_interval=0.0, stream=log, enabled=True)
+  for _ in range(4):
+    progress.update(1, loss=0.5)
+  progress.close()
+  text = log.getvalue()
+  assert '\r' not in text and '\x1b' not in text and text.count('\n') == 5
+
+
+def test_grid_with_labels(tmp_path):
   rng = np.random.default_rng(0)
   images = rng.uniform(-1, 1, size=(8, 16, 12, 1)).astype(np.float32)
   images[0] = -1.0
   images[1] = 1.0
-  path = observe.save_image_grid(str(tmp_path / 'g' / 'grid.png'), images, nrow=4,
-                                 row_labels=['glioma', 'pituitary'], label_width=80)
+  path = images_lib.save_png(str(tmp_path / 'g' / 'grid.png'), images_lib.grid(
+      images, 4, row_labels=['glioma', 'pituitary'], label_width=80))
   picture = np.asarray(Image.open(path))
   assert picture.shape == (2 * (16 + 2) + 2, 80 + 4 * (12 + 2) + 2)
   strip = picture[:, :80]
@@ -96,12 +140,12 @@ def test_save_image_grid_with_labels(tmp_path):
   np.testing.assert_allclose(picture[20:36, 96:108], expected, atol=1)
 
 
-def test_save_image_grid_rgb_no_labels_and_errors(tmp_path):
+def test_grid_rgb_no_labels_and_errors(tmp_path):
   images = np.zeros((5, 8, 8, 3), np.float32)
-  path = observe.save_image_grid(str(tmp_path / 'rgb.png'), images, nrow=3)
+  path = images_lib.save_png(str(tmp_path / 'rgb.png'), images_lib.grid(images, 3))
   picture = Image.open(path)
   assert picture.mode == 'RGB' and picture.size == (3 * 10 + 2, 2 * 10 + 2)
   with pytest.raises(ValueError, match='row_labels'):
-    observe.save_image_grid(str(tmp_path / 'x.png'), images, nrow=3, row_labels=['a'])
+    images_lib.grid(images, 3, row_labels=['a'])
   with pytest.raises(ValueError, match='images must be'):
-    observe.save_image_grid(str(tmp_path / 'x.png'), images[0], nrow=3)
+    images_lib.grid(images[0], 3)

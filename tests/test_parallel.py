@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from braingan.train import parallel
+from braingan.runtime import parallel
 from tests.multidevice import run_multiprocess, run_with_devices
 
 _DP_SNIPPET = r'''
 import json
 import jax, jax.numpy as jnp, numpy as np, optax
-from braingan.train import parallel
+from braingan.runtime import parallel
 from braingan.train.state import TrainState
 
 assert jax.device_count() == 8, jax.devices()
@@ -129,15 +129,6 @@ def test_shard_batch_replicate_and_to_host():
   assert isinstance(host['w'], np.ndarray) and host['n'] == 3
 
 
-def test_maybe_initialize_distributed_noop_and_errors():
-  assert parallel.maybe_initialize_distributed() is False
-  assert parallel.is_main_process()
-  with pytest.raises(ValueError, match='coordinator_address'):
-    parallel.maybe_initialize_distributed(num_processes=2)
-  with pytest.raises(ValueError, match='process_id=5'):
-    parallel.maybe_initialize_distributed('localhost:1234', num_processes=2, process_id=5)
-
-
 _MULTIPROCESS_SNIPPET = r'''
 import json
 import jax.numpy as jnp, numpy as np
@@ -156,7 +147,7 @@ restored = ckpt.restore({'x': batch['x'], 'total': total})
 ckpt.close()
 print('RESULT', json.dumps({
     'processes': jax.process_count(), 'devices': jax.device_count(),
-    'main': parallel.is_main_process(), 'global_rows': batch['x'].shape[0],
+    'main': jax.process_index() == 0, 'global_rows': batch['x'].shape[0],
     'sum_ok': bool(np.allclose(parallel.host_local(total), x.sum(0), atol=1e-5)),
     'gather_ok': bool(np.array_equal(parallel.gather_to_host(batch)['x'], x)),
     'restore_ok': bool(np.array_equal(parallel.gather_to_host(restored)['x'], x)),

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from braingan import inference
 from braingan import study
 from braingan.eval import inputs
 from braingan.eval import runner
-from braingan.train import classifier
+from braingan.run_dir import RunDir
 from configs import study_demo
 from tests.conftest import SAMPLE_DIR
 
@@ -25,11 +26,11 @@ def _tiny_study():
   gan = config.gan
   gan.model.latent_dim, gan.model.g_base_depth = 16, 16
   gan.model.g_widths, gan.model.d_widths = (16, 8, 8, 8), (8, 8, 8, 8, 8)
-  gan.num_epochs, gan.max_steps_per_epoch = 1, 2
+  gan.epochs, gan.steps_per_epoch = 1, 2
   clf = config.classifier
   clf.model.width, clf.model.head_units = 8, 16
-  clf.epochs, clf.max_steps_per_epoch = 1, 2
-  config.augmented_epochs, config.cas_epochs = 1, 1
+  clf.epochs, clf.steps_per_epoch = 1, 2
+  config.cas_epochs = 1
   config.synthetic_per_class = 6
   config.evaluate.n_boot, config.evaluate.gan_per_class = 100, 6
   config.evaluate.kid_subsets, config.evaluate.kid_subset_size = 3, 6
@@ -59,7 +60,7 @@ def test_interrupted_study_resumes_at_the_missing_stage(done_study, capsys):
   capsys.readouterr()
   study.run_study(_tiny_study(), workdir)
   out = capsys.readouterr().out
-  for stage in ('gan', 'generate', 'baseline', 'augmented', 'cas'):
+  for stage in ('prepare', 'gan', 'generate', 'baseline', 'augmented', 'cas'):
     assert f'[study] {stage}: already complete' in out
   assert '[study] evaluate: running' in out
 
@@ -77,10 +78,10 @@ def test_metrics_json_matches_sklearn(done_study):
   with open(os.path.join(dirs['evaluate'], 'metrics.json')) as f:
     saved = json.load(f)
   assert saved['n_images'] == 32 and 0.0 <= saved['mcnemar_p'] <= 1.0
-  predict_fn, config = classifier.load_for_inference(dirs['baseline'])
-  val = inputs.from_manifest(os.path.join(dirs['baseline'], 'manifest.csv'), 'validation',
-                             config.data)
-  pred = inputs.batched(predict_fn, val.images, 64).argmax(-1)
+  model = inference.load_classifier(dirs['baseline'])
+  val = inputs.from_manifest(RunDir(dirs['baseline']).manifest(), 'validation',
+                             model.config.data)
+  pred = inputs.batched(model.probs, val.images, 64).argmax(-1)
   base = saved['baseline']
   assert base['accuracy'] == pytest.approx(skm.accuracy_score(val.labels, pred))
   np.testing.assert_array_equal(base['confusion_matrix'],
@@ -112,7 +113,10 @@ def test_report_and_figures(done_study):
 
 def test_runs_on_different_splits_are_refused(done_study, tmp_path):
   _, dirs, _ = done_study
-  text = open(os.path.join(dirs['baseline'], 'manifest.csv')).read()
+  text = open(RunDir(dirs['baseline']).manifest()).read()
   (tmp_path / 'manifest.csv').write_text(text.replace(',train,', ',validation,', 1))
+  config = RunDir(dirs['baseline']).read_config()
+  config.data.prepared_dir = str(tmp_path)
+  RunDir(str(tmp_path)).write_config(config)
   with pytest.raises(ValueError, match='different splits'):
     runner.check_same_split(dirs['baseline'], str(tmp_path))

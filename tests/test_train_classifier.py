@@ -11,8 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from braingan.train import classifier, parallel
-from braingan.train.state import TrainState
+from braingan import inference
+from braingan import train
+from braingan.models import resnet
+from braingan.train import classifier, hooks, loop
 from configs import classifier as classifier_config
 from tests.conftest import REPO_ROOT, make_folder
 
@@ -25,9 +27,9 @@ def tiny_config(**overrides):
   config.model.stage_sizes = (1, 1, 1, 1)
   config.model.width = 8
   config.model.head_units = 16
-  config.pretrained = 'none'
+  config.model.pretrained = 'none'
   config.batch_size = 8
-  config.log_every_steps = 1
+  config.log_every_seconds = 0.0
   for key, value in overrides.items():
     target = config
     *parents, leaf = key.split('.')
@@ -37,15 +39,9 @@ def tiny_config(**overrides):
   return config
 
 
-def _state_and_step(config):
-  model = classifier.make_model(config)
-  variables = classifier.initial_variables(config, model, (1, SIZE, SIZE, 1))
-  tx = classifier.make_optimizer(config, variables['params'])
-  state = TrainState.create(params=variables['params'], batch_stats=variables['batch_stats'],
-                            tx=tx, rng=0)
-  mesh = parallel.make_mesh()
-  train_step, eval_step = classifier.compile_steps(model, mesh, config, np.ones(4, np.float32))
-  return parallel.replicate(mesh, state), train_step, eval_step, mesh
+def trainer_for(config) -> loop.Trainer:
+  """The loop's jitted classifier step, without data (tests feed batches)."""
+  return loop.Trainer(classifier.ClassifierRecipe(config, None))
 
 
 def _batch(seed=0, n=8):
@@ -54,33 +50,35 @@ def _batch(seed=0, n=8):
           'label': (np.arange(n) % 4).astype(np.int32)}
 
 
-def test_keras15_preset_is_the_studys_layer_list():
-  assert classifier.freeze_prefixes(tiny_config()) == (
+def test_freeze_presets():
+  assert classifier.frozen_prefixes(tiny_config()) == (
       'conv1_conv', 'conv1_bn', 'conv2_block1_1_conv', 'conv2_block1_1_bn',
       'conv2_block1_2_conv', 'conv2_block1_2_bn', 'conv2_block1_0_conv', 'conv2_block1_3_conv')
-  assert classifier.freeze_prefixes(tiny_config(freeze='none')) == ()
-  with pytest.raises(ValueError, match='config.freeze'):
-    cfg = tiny_config(freeze='conv9_nothing')
+  assert classifier.frozen_prefixes(tiny_config(**{'model.freeze': 'none'})) == ()
+  head = classifier.frozen_prefixes(tiny_config(**{'model.freeze': 'head'}))
+  variables = resnet.init_variables(classifier.ClassifierRecipe(tiny_config(), None).model,
+                                    (1, SIZE, SIZE, 1))
+  assert set(head) == {k for k in variables['params'] if not k.startswith('head_')}
+  with pytest.raises(ValueError, match='config.model.freeze'):
+    cfg = tiny_config(**{'model.freeze': 'conv9_nothing'})
     classifier.make_optimizer(cfg, {'conv1_conv': {'kernel': jnp.zeros(1)}})
 
 
 @pytest.fixture(scope='module')
 def keras15_setup():
   """Compiled once for the step tests (compiling dominates their time). No dropout."""
-  config = tiny_config(**{'model.dropout': 0.0})
-  state, train_step, _, mesh = _state_and_step(config)
-  fresh = jax.tree.map(np.array, state)
-  return lambda: parallel.replicate(mesh, jax.tree.map(jnp.asarray, fresh)), train_step, mesh
+  trainer = trainer_for(tiny_config(**{'model.dropout': 0.0}))
+  return trainer
 
 
 def test_frozen_params_and_bn_stats_unchanged_others_train(keras15_setup):
-  new_state, train_step, mesh = keras15_setup
-  state = new_state()
+  trainer = keras15_setup
+  state = trainer.initial_state()
   before = jax.tree.map(np.array, {'params': state.params, 'batch_stats': state.batch_stats})
   for i in range(3):
-    state, _ = train_step(state, parallel.shard_batch(mesh, _batch(i)), jnp.float32(1e-3))
+    state, _ = trainer.step(state, _batch(i))
   after = jax.tree.map(np.array, {'params': state.params, 'batch_stats': state.batch_stats})
-  frozen = classifier.KERAS15
+  frozen = resnet.KERAS15
   for layer in frozen:
     for name, value in before['params'][layer].items():
       np.testing.assert_array_equal(after['params'][layer][name], value, err_msg=layer)
@@ -96,28 +94,31 @@ def test_frozen_params_and_bn_stats_unchanged_others_train(keras15_setup):
 
 
 def test_loss_goes_down_on_a_fixed_batch(keras15_setup):
-  new_state, train_step, mesh = keras15_setup
-  state = new_state()
-  batch = parallel.shard_batch(mesh, _batch(0))
+  trainer = keras15_setup
+  state = trainer.initial_state()
   losses = []
   for _ in range(15):
-    state, metrics = train_step(state, batch, jnp.float32(3e-3))
+    state, metrics = trainer.step(state, _batch(0), {'learning_rate': 3e-3})
     losses.append(float(metrics['loss']))
   assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_plateau_controller_matches_keras_callbacks():
-  config = tiny_config(learning_rate=1e-3, reduce_lr_patience=2, early_stopping_patience=4)
-  c = classifier.PlateauController(config)
-  lrs = []
+def test_hooks_match_keras_callbacks():
+  config = tiny_config(reduce_lr_patience=2, early_stopping_patience=4)
+  recipe = classifier.ClassifierRecipe(config, None)
+  hparams, controllers = recipe.hparams(), recipe.hooks()
+  lrs, stopped = [], False
   for loss in [1.0, 0.9, 0.95, 0.96, 0.97, 0.98]:
-    c.update(loss)
-    lrs.append(c.s['lr'])
-    if c.s['stop']:
+    stopped = any([h.update({'val_loss': loss}, hparams) for h in controllers])
+    lrs.append(hparams['learning_rate'])
+    if stopped:
       break
   # Best at 0.9 (epoch 2); two worse epochs -> halve; stop after four worse epochs.
   assert lrs == [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4]
-  assert c.s['stop'] and c.s['best'] == 0.9
+  assert stopped and controllers[0].state['best'] == 0.9
+  assert isinstance(controllers[0], hooks.EarlyStopping)
+  with pytest.raises(ValueError, match='val_loss'):
+    controllers[0].update({'val_loss': float('nan')}, hparams)
 
 
 @pytest.fixture(scope='module')
@@ -128,10 +129,10 @@ def tiny_data_dir(tmp_path_factory):
 def test_train_and_evaluate_end_to_end(tiny_data_dir, tmp_path):
   config = tiny_config(epochs=2, **{'data.data_dir': tiny_data_dir})
   workdir = str(tmp_path / 'run')
-  final = classifier.train_and_evaluate(config, workdir)
+  final = train.train_and_evaluate(config, workdir)
   history = json.load(open(os.path.join(workdir, 'history.json')))
   assert [h['epoch'] for h in history] == [1, 2]
-  for key in ('loss', 'accuracy', 'val_loss', 'val_accuracy', 'lr'):
+  for key in ('loss', 'accuracy', 'val_loss', 'val_accuracy', 'learning_rate'):
     assert all(np.isfinite(h[key]) for h in history), key
   saved = json.load(open(os.path.join(workdir, 'final_metrics.json')))
   assert saved['val_count'] == final['val_count'] > 0
@@ -139,22 +140,23 @@ def test_train_and_evaluate_end_to_end(tiny_data_dir, tmp_path):
   assert saved['best_epoch'] == best['epoch']
   assert abs(saved['val_loss'] - best['val_loss']) < 1e-4  # restore-best really restored it.
 
-  predict_fn, loaded_config = classifier.load_for_inference(workdir)
+  model = inference.load_classifier(workdir)
   images = np.random.default_rng(0).uniform(-1, 1, (3, SIZE, SIZE, 1)).astype(np.float32)
-  probs = predict_fn(images)
+  probs = model.probs(images)
   assert probs.shape == (3, 4)
   np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-  assert predict_fn.features(images).shape == (3, 16)
-  assert loaded_config.data.image_size == SIZE
+  assert model.features(images).shape == (3, 16)
+  assert model.config.data.image_size == SIZE
+  assert saved['train_steps'] == 2 * saved['steps_per_epoch']
 
 
 KILL_RUN = """
 import sys
-from braingan.train import classifier
+from braingan import train
 from tests.test_train_classifier import tiny_config
 config = tiny_config(epochs=int(sys.argv[3]), early_stopping_patience=100,
                      **{'data.data_dir': sys.argv[1]})
-print('FINAL', classifier.train_and_evaluate(config, sys.argv[2]), flush=True)
+print('FINAL', train.train_and_evaluate(config, sys.argv[2]), flush=True)
 """
 
 
@@ -186,9 +188,9 @@ def test_kill_and_resume(tiny_data_dir, tmp_path):
   cmd[-1] = str(killed_at + 1)  # One more epoch after the kill point.
   out = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-  assert 'Resumed from epoch' in out.stdout
+  assert 'Resumed at epoch' in out.stdout
   history = json.load(open(os.path.join(workdir, 'history.json')))
-  resumed_from = int(out.stdout.split('Resumed from epoch ')[1].split()[0])
+  resumed_from = int(out.stdout.split('Resumed at epoch ')[1].split(',')[0])
   assert 1 <= resumed_from <= killed_at
   assert [h['epoch'] for h in history] == list(range(1, killed_at + 2))
   # Epochs before the resume point are the killed run's own records, unchanged.
@@ -200,22 +202,12 @@ def test_kill_and_resume(tiny_data_dir, tmp_path):
 def test_multidevice_step_matches_single_device():
   from tests.multidevice import run_with_devices
   code = """
-import jax, jax.numpy as jnp, numpy as np
-from braingan.train import classifier, parallel
-from tests.test_train_classifier import tiny_config, _batch
-from braingan.train.state import TrainState
-cfg = tiny_config(**{'model.dropout': 0.0})
+import numpy as np
+from tests.test_train_classifier import tiny_config, _batch, trainer_for
 out = []
 for n in (1, 8):
-  cfg.num_devices = n
-  model = classifier.make_model(cfg)
-  v = classifier.initial_variables(cfg, model, (1, 32, 32, 1))
-  st = TrainState.create(params=v['params'], batch_stats=v['batch_stats'],
-                         tx=classifier.make_optimizer(cfg, v['params']), rng=0)
-  mesh = parallel.make_mesh(n)
-  step, _ = classifier.compile_steps(model, mesh, cfg, np.ones(4, np.float32))
-  st = parallel.replicate(mesh, st)
-  st, m = step(st, parallel.shard_batch(mesh, _batch(0)), jnp.float32(1e-3))
+  trainer = trainer_for(tiny_config(num_devices=n, **{'model.dropout': 0.0}))
+  st, m = trainer.step(trainer.initial_state(), _batch(0))
   out.append((float(m['loss']), np.asarray(st.params['head_logits']['kernel'])))
 print('LOSS', out[0][0], out[1][0])
 print('DIFF', float(np.abs(out[0][1] - out[1][1]).max()))

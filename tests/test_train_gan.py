@@ -1,4 +1,4 @@
-"""The GAN step (learning, multi-device parity), NaN stop, and a real SIGKILL + resume."""
+"""The GAN recipe's step (learning, determinism, multi-device parity) and a real SIGKILL + resume."""
 import json
 import os
 import signal
@@ -7,11 +7,10 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from braingan.train import gan, gan_step, parallel
+from braingan.train import gan, loop
 from configs import cgan
 from tests.conftest import REPO_ROOT, make_folder
 from tests.multidevice import run_with_devices
@@ -19,11 +18,17 @@ from tests.multidevice import run_with_devices
 TINY = dict(latent_dim=16, g_base_depth=16, g_widths=(16, 8, 8, 8), d_widths=(8, 8, 16, 16, 16))
 
 
-def tiny_config(image_size=32):
+def tiny_config(image_size=32, **overrides):
   config = cgan.get_config()
   config.data.image_size = image_size
   config.model.update(TINY)
   config.batch_size = 8
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split('.')
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
   return config
 
 
@@ -34,32 +39,33 @@ def _batch(config, n, seed=0):
           'label': (np.arange(n) % 4).astype(np.int32)}
 
 
+def trainer_for(config) -> loop.Trainer:
+  """The loop's jitted step for a GAN config, without data (tests feed batches)."""
+  return loop.Trainer(gan.GANRecipe(config))
+
+
 @pytest.mark.parametrize('layer_mode', ['inference', 'training'])
 def test_step_updates_both_nets_and_is_deterministic(layer_mode):
-  config = tiny_config()
-  generator, discriminator = gan.build_models(config)
-  mesh = parallel.make_mesh(1)
-  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh,
-                                  layer_mode)
-  batch = parallel.shard_batch(mesh, _batch(config, 8))
+  config = tiny_config(**{'model.layer_mode': layer_mode})
+  trainer = trainer_for(config)
+  batch = _batch(config, 8)
+  initial = jax.tree.map(np.asarray, trainer.recipe.init_state())  # host copy: steps donate
   runs = []
-  initial = gan.initial_state(config, generator, discriminator)
-  initial = jax.tree.map(np.asarray, initial)   # host copy: the step donates its input
   for _ in range(2):
-    state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
+    state = trainer.initial_state()
     losses = []
     for _ in range(8):
-      state, metrics = step(state, batch)
+      state, metrics = trainer.step(state, batch)
       losses.append({k: float(v) for k, v in metrics.items()})
     runs.append(losses)
   assert runs[0] == runs[1]  # explicit RNG: same seed, same numbers
-  assert int(state['generator'].step) == int(state['discriminator'].step) == 8
+  assert int(state.generator.step) == int(state.discriminator.step) == 8
   assert all(np.isfinite([m[k] for m in runs[0] for k in m]))
   assert 0.0 < runs[0][-1]['d_real'] < 1.0 and 0.0 < runs[0][-1]['d_fake'] < 1.0
   for net in ('generator', 'discriminator'):   # weights, Adam moments (and BN averages) moved
     for part in ('params', 'batch_stats', 'opt_state'):
-      before = jax.tree.leaves(getattr(initial[net], part))
-      after = jax.tree.leaves(getattr(state[net], part))
+      before = jax.tree.leaves(getattr(getattr(initial, net), part))
+      after = jax.tree.leaves(getattr(getattr(state, net), part))
       changed = [not np.array_equal(a, np.asarray(b)) for a, b in zip(before, after)
                  if np.asarray(a).size > 1]
       if part == 'batch_stats' and layer_mode == 'inference':  # GANForge: never updated
@@ -69,30 +75,22 @@ def test_step_updates_both_nets_and_is_deterministic(layer_mode):
 
 
 def test_unknown_layer_mode_names_the_field():
-  config = tiny_config()
-  generator, discriminator = gan.build_models(config)
   with pytest.raises(ValueError, match='config.model.layer_mode'):
-    gan_step.make_train_step(generator, discriminator, 16, parallel.make_mesh(1), 'eval')
+    gan.GANRecipe(tiny_config(**{'model.layer_mode': 'eval'}))
 
 
 _PARITY = '''
-import json, sys
-import numpy as np
-sys.path.insert(0, 'tests')
-from tests.test_train_gan import tiny_config, _batch
-from braingan.train import gan, gan_step, parallel
-config = tiny_config()
-generator, discriminator = gan.build_models(config)
-mesh = parallel.make_mesh()
+import json
+from tests.test_train_gan import tiny_config, _batch, trainer_for
 out = {}
 for mode in ('inference', 'training'):
-  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh, mode)
-  state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
+  trainer = trainer_for(tiny_config(**{'model.layer_mode': mode}))
+  state = trainer.initial_state()
   out[mode] = []
   for i in range(3):
-    state, m = step(state, parallel.shard_batch(mesh, _batch(config, 16, seed=i)))
+    state, m = trainer.step(state, _batch(tiny_config(), 16, seed=i))
     out[mode].append({k: float(v) for k, v in m.items()})
-print(json.dumps({'devices': int(mesh.devices.size), 'metrics': out}))
+print(json.dumps({'devices': int(trainer.mesh.devices.size), 'metrics': out}))
 '''
 
 
@@ -100,40 +98,18 @@ print(json.dumps({'devices': int(mesh.devices.size), 'metrics': out}))
 def test_eight_devices_match_one_device():
   result = json.loads(run_with_devices(_PARITY, 8).strip().splitlines()[-1])
   assert result['devices'] == 8
-  config = tiny_config()
-  generator, discriminator = gan.build_models(config)
-  mesh = parallel.make_mesh(1)
   for mode, wanted in result['metrics'].items():
-    step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh, mode)
-    state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
+    trainer = trainer_for(tiny_config(**{'model.layer_mode': mode, 'num_devices': 1}))
+    state = trainer.initial_state()
     for i, want in enumerate(wanted):
-      state, m = step(state, parallel.shard_batch(mesh, _batch(config, 16, seed=i)))
+      state, m = trainer.step(state, _batch(tiny_config(), 16, seed=i))
       for k, v in m.items():   # BatchNorm statistics are over the global batch in both runs
         assert float(v) == pytest.approx(want[k], rel=1e-4, abs=1e-5), (mode, i, k)
 
 
-def test_non_finite_loss_stops_with_clear_message():
-  config = tiny_config()
-
-  class Data:
-    def train_epoch(self, epoch, batch_size):
-      for _ in range(3):
-        yield _batch(config, 8)
-
-  calls = []
-
-  def step_fn(state, batch):
-    calls.append(1)
-    nan = jnp.float32(np.nan) if len(calls) == 2 else jnp.float32(0.5)
-    return state, {'d_loss': nan, 'g_loss': jnp.float32(1.0), 'd_real': nan, 'd_fake': nan}
-
-  with pytest.raises(gan.NonFiniteLossError, match='d_loss.*epoch 3, step 2.*last good'):
-    gan._run_epoch(config, Data(), step_fn, {}, 2, 3, parallel.make_mesh(1))
-
-
 def _train_cmd(workdir, data_dir, epochs):
   flags = {'data.data_dir': data_dir, 'data.image_size': 32, 'batch_size': 4,
-           'num_epochs': epochs, 'generate_per_class': 2, 'grid_per_class': 2,
+           'epochs': epochs, 'generate.per_class': 2, 'grid_per_class': 2,
            'log_every_seconds': 0.0, 'model.latent_dim': 16, 'model.g_base_depth': 16,
            'model.g_widths': '(16,8,8,8)', 'model.d_widths': '(8,8,16,16,16)'}
   return [sys.executable, os.path.join(REPO_ROOT, 'train_gan.py'),
@@ -167,6 +143,7 @@ def test_sigkill_then_resume_finishes(tmp_path):
   finished_before = {int(d) for d in os.listdir(ckpt_dir) if d.isdigit()}
   assert finished_before and max(finished_before) < 40   # killed mid-training
 
+  # The killed trainer's lock names a dead pid on this host: taken over, not an error.
   resumed = subprocess.run(_train_cmd(workdir, data_dir, epochs=max(finished_before) + 2),
                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -187,3 +164,4 @@ def test_sigkill_then_resume_finishes(tmp_path):
   assert manifest['checkpoint_epoch'] == last + 2
   assert all(len(os.listdir(os.path.join(workdir, 'generated', c))) == 2
              for c in manifest['classes'])
+  assert not os.path.exists(os.path.join(workdir, '.lock'))   # released at the end

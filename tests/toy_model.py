@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from braingan.train import precision
+from braingan.runtime import precision
 from braingan.train.state import TrainState
 
 IMAGE = 8
@@ -77,7 +77,7 @@ def make_train_step(model: ToyNet):
       return loss, updates['batch_stats']
 
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    return state.apply_gradients(grads, stats), {'loss': loss}
+    return state.apply_gradients(grads, new_batch_stats=stats), {'loss': loss}
 
   return train_step
 

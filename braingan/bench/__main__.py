@@ -6,7 +6,7 @@ import the classifier's dependencies and vice versa) and exposes `main(argv) -> 
 import importlib
 import sys
 
-from braingan import hostmem
+from braingan.runtime import hostmem
 
 BENCHMARKS = {'data': 'braingan.bench.data', 'gan': 'braingan.bench.gan', 'classifier': 'braingan.bench.classifier',
               'scaling': 'braingan.bench.scaling'}

@@ -22,8 +22,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from braingan.bench import common
 
@@ -45,28 +43,14 @@ def _parse(argv):
 
 
 def build_step(image_size: int, batch_size: int, freeze: str):
-  """(compiled step, state, batch, lr, compile seconds) for our classifier step."""
-  from braingan.train import classifier, parallel  # pylint: disable=g-import-not-at-top
-  from braingan.train.state import TrainState  # pylint: disable=g-import-not-at-top
+  """(compiled step, state, batch, hparams, compile seconds) for our classifier step."""
   from configs import classifier as classifier_config  # pylint: disable=g-import-not-at-top
   config = classifier_config.get_config()
-  config.pretrained, config.freeze = 'none', freeze
-  config.data.image_size = image_size
-  channels = config.data.channels
-  model = classifier.make_model(config)
-  variables = classifier.initial_variables(config, model, (1, image_size, image_size, channels))
-  state = TrainState.create(params=variables['params'], batch_stats=variables['batch_stats'],
-                            tx=classifier.make_optimizer(config, variables['params']), rng=0)
-  mesh = parallel.make_mesh()
-  state = parallel.replicate(mesh, state)
-  step, _ = classifier.compile_steps(model, mesh, config, np.ones(4, np.float32))
-  rng = np.random.default_rng(0)
-  batch = parallel.shard_batch(mesh, {
-      'image': rng.uniform(-1, 1, (batch_size, image_size, image_size, channels)).astype(np.float32),
-      'label': rng.integers(0, 4, batch_size).astype(np.int32)})
-  lr = jnp.float32(config.learning_rate)
-  compiled, compile_s = common.compile_jitted(step, state, batch, lr)
-  return compiled, state, batch, lr, compile_s
+  config.model.pretrained, config.model.freeze = 'none', freeze
+  config.data.image_size, config.batch_size = image_size, batch_size
+  trainer, state, batch, hparams = common.workload(config)
+  compiled, compile_s = common.compile_jitted(trainer.train_step, state, batch, hparams)
+  return compiled, state, batch, hparams, compile_s
 
 
 def profile_step(run_once, compiled) -> dict:

@@ -136,3 +136,24 @@ def fmt(value: Any, digits: int = 3) -> str:
 def summary_line(name: str, values: list[float]) -> str:
   arr = np.asarray(values)
   return f'{name}: median {np.median(arr):.3f} s (min {arr.min():.3f}, max {arr.max():.3f}, n={len(arr)})'
+
+
+def workload(config, num_devices: int | None = None, seed: int = 0):
+  """(trainer, state, batch, hparams) of one training step of `config` on random data.
+
+  The step is the one training runs (braingan/train/loop.Trainer over the config's recipe);
+  the batch is uniform noise in [-1, 1] of config.batch_size images, sharded on the mesh.
+  """
+  from braingan import train  # pylint: disable=import-outside-toplevel
+  from braingan.runtime import parallel  # pylint: disable=import-outside-toplevel
+  from braingan.train import loop  # pylint: disable=import-outside-toplevel
+  if num_devices is not None:
+    config.num_devices = num_devices
+  trainer = loop.Trainer(train.recipe_class(config)(config, None))
+  size, channels, n = config.data.image_size, config.data.channels, config.batch_size
+  rng = np.random.default_rng(seed)
+  batch = parallel.shard_batch(trainer.mesh, {
+      'image': rng.uniform(-1, 1, (n, size, size, channels)).astype(np.float32),
+      'label': rng.integers(0, 4, n).astype(np.int32)})
+  return (trainer, trainer.initial_state(), batch,
+          trainer.place_hparams(trainer.recipe.hparams()))

@@ -20,7 +20,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
 def _parse(argv):
-  from braingan.train import gan_step  # pylint: disable=import-outside-toplevel
+  from braingan.train import gan  # pylint: disable=import-outside-toplevel
   parser = argparse.ArgumentParser(prog='python -m braingan.bench gan')
   parser.add_argument('--json', action='store_true', help='print one JSON object')
   parser.add_argument('--rounds', type=int, default=3,
@@ -31,7 +31,7 @@ def _parse(argv):
   parser.add_argument('--batch_size', type=int, default=32)
   parser.add_argument('--image_size', type=int, default=128)
   parser.add_argument('--channels', type=int, default=1)
-  parser.add_argument('--layer_mode', default='inference', choices=gan_step.LAYER_MODES,
+  parser.add_argument('--layer_mode', default='inference', choices=gan.LAYER_MODES,
                       help="BatchNorm/Dropout mode of both steps (configs/cgan.py's model.layer_mode)")
   parser.add_argument('--no_reference', action='store_true', help='skip the Keras twin')
   parser.add_argument('--plain_layers', action='store_true',
@@ -45,9 +45,6 @@ def main(argv) -> int:
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   from braingan.bench import common  # pylint: disable=import-outside-toplevel
-  from braingan.train import gan  # pylint: disable=import-outside-toplevel
-  from braingan.train import gan_step  # pylint: disable=import-outside-toplevel
-  from braingan.train import parallel  # pylint: disable=import-outside-toplevel
   from configs import cgan  # pylint: disable=import-outside-toplevel
 
   config = cgan.get_config()
@@ -56,26 +53,17 @@ def main(argv) -> int:
   config.batch_size = args.batch_size
   config.model.fast_layers = not args.plain_layers
   config.model.layer_mode = args.layer_mode
-  generator, discriminator = gan.build_models(config)
-  mesh = parallel.make_mesh(config.num_devices or None)
-  parallel.check_global_batch(config.batch_size, mesh)
-  state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
-  rng = np.random.default_rng(0)
-  host_batch = {
-      'image': rng.uniform(-1, 1, (args.batch_size, args.image_size, args.image_size,
-                                   args.channels)).astype(np.float32),
-      'label': rng.integers(0, 4, (args.batch_size,)).astype(np.int32)}
-  batch = parallel.shard_batch(mesh, host_batch)
-  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh,
-                                  config.model.layer_mode)
-  compiled, compile_s = common.compile_jitted(step, state, batch)
+  trainer, state, batch, hparams = common.workload(config)
+  mesh = trainer.mesh
+  host_batch = {k: np.asarray(v) for k, v in batch.items()}
+  compiled, compile_s = common.compile_jitted(trainer.train_step, state, batch, hparams)
   flops = common.compiled_flops(compiled)
   memory = common.compiled_memory_bytes(compiled)
 
   holder = {'state': state}
 
   def jax_step():
-    holder['state'], metrics = compiled(holder['state'], batch)
+    holder['state'], metrics = compiled(holder['state'], batch, hparams)
     common.block(metrics)
 
   start = time.perf_counter()

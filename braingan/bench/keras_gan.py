@@ -8,19 +8,13 @@ Uses tf_keras (Keras 2), the API GANForge was written for.
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 
 def _tf():
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  try:
-    tf.config.set_visible_devices([], 'GPU')  # JAX owns the GPUs
-  except RuntimeError:
-    pass
-  return tf
+  from braingan.runtime import tensorflow  # pylint: disable=import-outside-toplevel
+  return tensorflow.get()
 
 
 def build(image_size: int = 128, channels: int = 1, latent_dim: int = 256, num_classes: int = 4,
@@ -72,8 +66,8 @@ def make_train_step(generator, discriminator, latent_dim: int = 256, learning_ra
   argument, which Keras resolves to inference mode (BatchNorm on its moving statistics, no
   dropout); 'training' passes training=True (batch statistics, dropout).
   """
-  from braingan.train import gan_step  # pylint: disable=import-outside-toplevel
-  gan_step.check_layer_mode(layer_mode)   # the same two modes as our step
+  from braingan.train import gan  # pylint: disable=import-outside-toplevel
+  gan.check_layer_mode(layer_mode)   # the same two modes as our step
   kw = {'training': True} if layer_mode == 'training' else {}
   tf = _tf()
   import tf_keras as keras  # pylint: disable=import-outside-toplevel

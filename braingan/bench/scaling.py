@@ -36,11 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from braingan.bench import common
 
@@ -81,65 +80,31 @@ def resolve_dtypes(spec: str, platform: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ workloads
-def _gan_workload(mesh, dtype: str, image_size: int, global_batch: int):
-  """(jitted step, state, batch, extra args) for the cDCGAN step (D then G update)."""
-  from braingan.train import gan  # pylint: disable=g-import-not-at-top
-  from braingan.train import gan_step  # pylint: disable=g-import-not-at-top
-  from braingan.train import parallel  # pylint: disable=g-import-not-at-top
+def _gan_workload(dtype: str, image_size: int, global_batch: int):
   from configs import cgan  # pylint: disable=g-import-not-at-top
   config = cgan.get_config()
-  config.dtype = dtype
-  config.data.image_size = image_size
-  generator, discriminator = gan.build_models(config)
-  state = parallel.replicate(mesh, gan.initial_state(config, generator, discriminator))
-  step = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh,
-                                  config.model.layer_mode)
-  batch = _batch(mesh, global_batch, image_size, config.data.channels)
-  return step, state, batch, ()
+  config.dtype, config.data.image_size, config.batch_size = dtype, image_size, global_batch
+  return config
 
 
-def _classifier_workload(mesh, dtype: str, image_size: int, global_batch: int):
-  """(jitted step, state, batch, extra args) for the ResNet50 fine-tuning step."""
-  from braingan.models import resnet  # pylint: disable=g-import-not-at-top
-  from braingan.train import classifier  # pylint: disable=g-import-not-at-top
-  from braingan.train import parallel  # pylint: disable=g-import-not-at-top
-  from braingan.train.state import TrainState  # pylint: disable=g-import-not-at-top
-  from configs import classifier as classifier_config  # pylint: disable=g-import-not-at-top
-  config = classifier_config.get_config()
-  config.dtype = dtype
-  config.pretrained = 'none'  # Weights do not change the speed; no download.
-  config.data.image_size = image_size
-  channels = config.data.channels
-  model = classifier.make_model(config)
-  variables = resnet.init_variables(model, (1, image_size, image_size, channels), 0)
-  tx = classifier.make_optimizer(config, variables['params'])
-  state = TrainState.create(params=variables['params'], batch_stats=variables['batch_stats'],
-                            tx=tx, rng=0)
-  state = parallel.replicate(mesh, state)
-  step, _ = classifier.compile_steps(model, mesh, config, np.ones(4, np.float32))
-  batch = _batch(mesh, global_batch, image_size, channels)
-  return step, state, batch, (jnp.float32(config.learning_rate),)
+def _classifier_workload(dtype: str, image_size: int, global_batch: int):
+  from configs import classifier  # pylint: disable=g-import-not-at-top
+  config = classifier.get_config()
+  config.dtype, config.data.image_size, config.batch_size = dtype, image_size, global_batch
+  config.model.pretrained = 'none'  # Weights do not change the speed; no download.
+  return config
 
 
 WORKLOADS: dict[str, Callable] = {'gan': _gan_workload, 'classifier': _classifier_workload}
 
 
-def _batch(mesh, global_batch: int, image_size: int, channels: int):
-  from braingan.train import parallel  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(0)
-  host = {'image': rng.uniform(-1, 1, (global_batch, image_size, image_size, channels))
-                      .astype(np.float32),
-          'label': rng.integers(0, 4, global_batch).astype(np.int32)}
-  return parallel.shard_batch(mesh, host)
-
-
 def measure(model: str, num_devices: int, dtype: str, args: argparse.Namespace) -> dict:
   """Compiles and times one step configuration in this process."""
-  from braingan.train import parallel  # pylint: disable=g-import-not-at-top
-  mesh = parallel.make_mesh(num_devices)
   global_batch = args.per_device_batch * num_devices
-  step, state, batch, extra = WORKLOADS[model](mesh, dtype, args.image_size, global_batch)
-  compiled, compile_s = common.compile_jitted(step, state, batch, *extra)
+  config = WORKLOADS[model](dtype, args.image_size, global_batch)
+  trainer, state, batch, hparams = common.workload(config, num_devices)
+  extra = (hparams,)
+  compiled, compile_s = common.compile_jitted(trainer.train_step, state, batch, *extra)
   flops_per_device = common.compiled_flops(compiled)
   holder = {'state': state}
 

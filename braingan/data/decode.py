@@ -133,20 +133,6 @@ def to_model_input(gray: np.ndarray, channels: int = 1) -> np.ndarray:
   return np.repeat(x, channels, axis=-1) if channels == 3 else x
 
 
-def to_pixels(images: np.ndarray) -> np.ndarray:
-  """Inverse of the [-1, 1] scaling, any shape kept: [-1, 1] floats -> uint8 (clipped)."""
-  x = np.asarray(images, np.float32)
-  return np.clip(np.round(x * 127.5 + 127.5), 0, 255).astype(np.uint8)
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """Inverse of `to_model_input` for display and PNG writing: [-1, 1] -> uint8, first channel."""
-  x = np.asarray(images, np.float32)
-  if x.shape[-1] in (1, 3):
-    x = x[..., 0]
-  return to_pixels(x)
-
-
 def preprocess_file(source: Source, data_cfg) -> np.ndarray:
   """The full preprocessing of one file as training sees it: float32 [H, W, C] in [-1, 1]."""
   gray = load_gray(source, data_cfg.image_size, data_cfg.resize)

@@ -1,16 +1,15 @@
-"""Folder -> manifest.csv (+ data_summary.json) -> prepared TFDS dataset, once per workdir.
+"""Folder -> manifest.csv (+ data_summary.json) -> prepared TFDS dataset, once per prepared_dir.
 
-A workdir's manifest is the contract for every later stage: once written it is reused, never
-silently recomputed, so a resumed run trains on exactly the split it started with. A workdir
+A prepared_dir's manifest is the contract for every later stage: once written it is reused, never
+silently recomputed, so a resumed run trains on exactly the split it started with. A prepared_dir
 prepared with different data settings is an error that names the differing field.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 
+from braingan import files
 from braingan.data import CLASSES
 from braingan.data import manifest as manifest_lib
 from braingan.data import scan as scan_lib
@@ -21,19 +20,6 @@ MANIFEST = 'manifest.csv'
 SUMMARY = 'data_summary.json'
 # Settings that change the manifest; stored in data_summary.json and checked on reuse.
 _SPLIT_KEYS = ('data_dir', 'val_fraction', 'near_dup_max_distance', 'seed')
-
-
-def _atomic_write(path: str, write_fn) -> None:
-  """Writes through a temp file + rename, so a crash never leaves half a manifest."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_')
-  os.close(fd)
-  try:
-    write_fn(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def _split_settings(data_cfg, seed: int) -> dict:
@@ -66,9 +52,9 @@ def _check_usable(entries, data_dir: str, strict: bool) -> None:
       logging.warning('Class %r has %d usable image; it cannot appear in both splits.', c, n)
 
 
-def write_manifest(data_cfg, workdir: str, seed: int) -> dict:
-  """Scans, splits and writes workdir/manifest.csv + data_summary.json. Returns the summary."""
-  os.makedirs(workdir, exist_ok=True)
+def write_manifest(data_cfg, prepared_dir: str, seed: int) -> dict:
+  """Scans, splits and writes prepared_dir/manifest.csv + data_summary.json. Returns the summary."""
+  os.makedirs(prepared_dir, exist_ok=True)
   records = scan_lib.scan(data_cfg.data_dir)
   entries = split_lib.split_records(records, val_fraction=data_cfg.val_fraction, seed=seed,
                                     near_dup_max_distance=data_cfg.near_dup_max_distance)
@@ -77,42 +63,37 @@ def write_manifest(data_cfg, workdir: str, seed: int) -> dict:
   summary = split_lib.summarize(entries)
   summary['class_folders'] = {folder: label for folder, label in folders}
   summary['settings'] = _split_settings(data_cfg, seed)
-  path = os.path.join(workdir, MANIFEST)
-  _atomic_write(path, lambda p: manifest_lib.write(p, manifest_lib.rows_from_entries(entries)))
+  path = os.path.join(prepared_dir, MANIFEST)
+  files.atomic_write(path, lambda p: manifest_lib.write(p, manifest_lib.rows_from_entries(entries)))
   summary['manifest_digest'] = manifest_lib.digest(path)
-  _atomic_write(os.path.join(workdir, SUMMARY),
-                lambda p: open(p, 'w').write(json.dumps(summary, indent=2) + '\n'))
+  files.write_json(os.path.join(prepared_dir, SUMMARY), summary)
   return summary
 
 
-def load_or_write_manifest(data_cfg, workdir: str, seed: int) -> dict:
-  """Reuses workdir's manifest when its settings match; writes it when there is none."""
-  summary_path = os.path.join(workdir, SUMMARY)
-  if os.path.exists(os.path.join(workdir, MANIFEST)) and os.path.exists(summary_path):
-    with open(summary_path) as f:
-      summary = json.load(f)
+def load_or_write_manifest(data_cfg, prepared_dir: str, seed: int) -> dict:
+  """Reuses prepared_dir's manifest when its settings match; writes it when there is none."""
+  summary_path = os.path.join(prepared_dir, SUMMARY)
+  if os.path.exists(os.path.join(prepared_dir, MANIFEST)) and os.path.exists(summary_path):
+    summary = files.read_json(summary_path)
     wanted = _split_settings(data_cfg, seed)
     for key in _SPLIT_KEYS:
       if summary['settings'].get(key) != wanted[key]:
         raise ValueError(
-            f'{workdir} was prepared with {key}={summary["settings"].get(key)!r} but the config '
-            f'asks for {wanted[key]!r} (config.data.{key if key != "seed" else "../seed"}). '
-            'Use a new workdir, or the settings it was prepared with.')
-    logging.info('Reusing %s (digest %s).', os.path.join(workdir, MANIFEST),
+            f'{prepared_dir} was prepared with {key}={summary["settings"].get(key)!r} but the '
+            f'config asks for {wanted[key]!r} (config.{"data." if key != "seed" else ""}{key}). '
+            'Use a new --workdir (or config.data.prepared_dir), or the settings it was '
+            'prepared with.')
+    logging.info('Reusing %s (digest %s).', os.path.join(prepared_dir, MANIFEST),
                  summary['manifest_digest'])
     return summary
-  return write_manifest(data_cfg, workdir, seed)
+  return write_manifest(data_cfg, prepared_dir, seed)
 
 
-def tfds_dir_for(data_cfg, workdir: str) -> str:
-  return data_cfg.tfds_dir or os.path.join(workdir, 'tfds')
-
-
-def prepare(data_cfg, workdir: str, seed: int):
-  """Manifest + TFDS dataset for `workdir`. Returns (summary dict, TFDS builder)."""
-  summary = load_or_write_manifest(data_cfg, workdir, seed)
-  builder = tfds_builder.build(os.path.join(workdir, MANIFEST), data_cfg.image_size,
-                               data_cfg.resize, tfds_dir_for(data_cfg, workdir),
+def prepare(data_cfg, prepared_dir: str, seed: int):
+  """Manifest + TFDS dataset for `prepared_dir`. Returns (summary dict, TFDS builder)."""
+  summary = load_or_write_manifest(data_cfg, prepared_dir, seed)
+  builder = tfds_builder.build(os.path.join(prepared_dir, MANIFEST), data_cfg.image_size,
+                               data_cfg.resize, os.path.join(prepared_dir, 'tfds'),
                                data_cfg.data_dir)
   return summary, builder
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import hashlib
 import logging
 import os
 import re
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image
 from scipy import fft as scipy_fft
 
+from braingan import files
 from braingan.data import CLASSES
 from braingan.data import decode
 
@@ -70,14 +70,6 @@ def perceptual_hash(gray: np.ndarray) -> str:
   return f'{int(np.packbits(bits).view(">u8")[0]):016x}'
 
 
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def _inspect(record: Record) -> Record:
   """Fills hashes and image facts; on failure sets `reason` instead of raising."""
   if record.reason:  # Already known to be unusable (e.g. a link loop found while walking).
@@ -87,7 +79,7 @@ def _inspect(record: Record) -> Record:
     record.reason = f'not an image file (extension {ext or "none"!r})'
     return record
   try:
-    record.sha256 = _sha256(record.path)
+    record.sha256 = files.digest(record.path)
     with Image.open(record.path) as im:
       record.width, record.height, record.mode = im.width, im.height, im.mode
   except OSError as e:

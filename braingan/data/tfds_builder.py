@@ -12,15 +12,14 @@ import dataclasses
 import os
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from braingan.data import CLASSES
 from braingan.data import decode
 from braingan.data import manifest as manifest_lib
+from braingan.runtime import tensorflow
 
-# TF must not grab the GPU memory JAX needs: hidden before this module builds anything.
-tf.config.set_visible_devices([], 'GPU')
+tensorflow.get()   # Before TFDS builds anything: GPUs hidden from TF, chatter muted.
 
 
 @dataclasses.dataclass
@@ -52,6 +51,15 @@ class BrainMri(tfds.core.GeneratorBasedBuilder):
         description='braingan brain MRI slices (see manifest.csv for provenance).',
     )
 
+  def _log_download_bytes(self) -> None:
+    """TFDS prints a bold "Downloading and preparing dataset Unknown size" line; this is a local
+    folder, so say what happens instead."""
+    print(f'Preparing {self.builder_config.image_size} px images once into {self.data_dir}',
+          flush=True)
+
+  def _log_download_done(self) -> None:
+    pass
+
   def _split_generators(self, dl_manager):
     del dl_manager  # Paths in the manifest are absolute; the manual dir is the same folder.
     rows = manifest_lib.read(self.builder_config.manifest_path)
@@ -77,7 +85,14 @@ def builder_for(manifest_path: str, image_size: int, resize: str, tfds_dir: str)
 
 def build(manifest_path: str, image_size: int, resize: str, tfds_dir: str,
           data_dir: str) -> BrainMri:
-  """Prepares the dataset once into tfds_dir (a no-op when it is already there)."""
+  """Prepares the dataset once into tfds_dir (a no-op when it is already there).
+
+  TFDS's own progress bars and "Downloading and preparing" lines are hidden unless the entry
+  point ran with --verbose (braingan/cli.py): they are meant for downloads, this is a local
+  folder, and their cursor codes garble log files.
+  """
+  if os.environ.get('BRAINGAN_VERBOSE', '0') != '1':
+    tfds.disable_progress_bar()
   builder = builder_for(manifest_path, image_size, resize, tfds_dir)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=os.path.abspath(data_dir)))

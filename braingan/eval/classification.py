@@ -57,7 +57,6 @@ def expected_calibration_error(y_true, probs, n_bins: int = ECE_BINS) -> float:
   correct = (probs.argmax(axis=1) == y_true).astype(np.float64)
   # ceil(conf * n) - 1 maps (b/n, (b+1)/n] to b; clip puts conf == 0 in bin 0.
   bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-  count = np.bincount(bins, minlength=n_bins).astype(np.float64)
   sum_conf = np.bincount(bins, weights=confidence, minlength=n_bins)
   sum_correct = np.bincount(bins, weights=correct, minlength=n_bins)
   # |sum_correct - sum_conf| / N == |B|/N * |acc(B) - conf(B)|; empty bins contribute 0.

@@ -25,11 +25,11 @@ def generated_folder(config, gan_dir: str, synthetic_dir: str, out: str) -> str:
     return synthetic_dir
   from braingan import generate  # pylint: disable=g-import-not-at-top
   folder = os.path.join(out, 'gan_samples')
-  generate.generate(gan_dir, per_class=config.gan_per_class, out=folder, seed=config.seed)
+  generate.generate(gan_dir, folder, config.gan_per_class, seed=config.seed)
   return folder
 
 
-def evaluate_gan(config, *, baseline_fn, data_cfg, manifest_path: str, val: inputs.ImageSet,
+def evaluate_gan(config, *, baseline, data_cfg, manifest_path: str, val: inputs.ImageSet,
                  out: str, gan_dir: str = '', synthetic_dir: str = '') -> tuple[dict, dict]:
   """Returns (metrics['gan'], figures)."""
   folder = generated_folder(config, gan_dir, synthetic_dir, out)
@@ -42,7 +42,7 @@ def evaluate_gan(config, *, baseline_fn, data_cfg, manifest_path: str, val: inpu
   logging.info('GAN evaluation: %d generated, %d real validation, %d real train images',
                len(gen_labels), len(val), len(train))
 
-  features = baseline_fn.features
+  features = baseline.features
   bs = config.batch_size
   gen_feats = inputs.batched(features, gen_images, bs)
   val_feats = inputs.batched(features, val.images, bs)
@@ -62,7 +62,7 @@ def evaluate_gan(config, *, baseline_fn, data_cfg, manifest_path: str, val: inpu
       'per_class': gan_metrics.per_class_scores(
           val_feats, val.labels, gen_feats, gen_labels, CLASSES, kid_subsets=config.kid_subsets,
           kid_subset_size=config.kid_subset_size, seed=config.seed),
-      'generated_accuracy': gan_metrics.generated_accuracy(baseline_fn, gen_images, gen_labels, bs),
+      'generated_accuracy': gan_metrics.generated_accuracy(baseline.probs, gen_images, gen_labels, bs),
       'memorisation': gan_metrics.memorisation_summary(memo),
       # Reference point: the same distance between real train and real validation features.
       'fid_real_train_vs_validation': gan_metrics.frechet_distance(val_feats, train_feats),

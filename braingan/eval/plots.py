@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn import metrics as skm
 
+from braingan import images as images_lib
+
 _RIGHT, _WRONG = '#1a7f37', '#d1242f'
 
 
@@ -204,19 +206,15 @@ def nearest_neighbour_pairs(generated, train, distances: Sequence[float], path: 
 
 def class_sample_grid(images_by_class: Mapping[str, np.ndarray], path: str,
                       per_class: int = 8) -> str:
-  """One row per class of (generated) samples, class name on the left."""
+  """One row per class of (generated) samples, class name on the left (images.grid)."""
   rows = [(name, np.asarray(imgs)[:per_class]) for name, imgs in images_by_class.items()]
   if not rows or max(len(r) for _, r in rows) == 0:
     raise ValueError('class_sample_grid needs at least one image')
   ncols = max(len(r) for _, r in rows)
-  fig = Figure(figsize=(1.6 * ncols + 1, 1.7 * len(rows)))
-  axes = np.asarray(fig.subplots(len(rows), ncols)).reshape(len(rows), ncols)
-  for r, (name, imgs) in enumerate(rows):
-    for c in range(ncols):
-      ax = axes[r, c]
-      if c < len(imgs):
-        _show(ax, imgs[c])
-      else:
-        ax.axis('off')
-    axes[r, 0].set_ylabel(name, fontsize=10)
-  return _save(fig, path)
+  shape = next(r for _, r in rows if len(r)).shape[1:]
+  blank = np.full(shape, -1.0, np.float32)   # black tiles where a class has fewer images
+  tiles = np.stack([r[c] if c < len(r) else blank for _, r in rows for c in range(ncols)])
+  factor = max(1, -(-128 // shape[0]))       # small images enlarged (nearest neighbour)
+  tiles = np.repeat(np.repeat(tiles, factor, axis=1), factor, axis=2)
+  pixels = images_lib.grid(tiles, ncols, row_labels=[name for name, _ in rows])
+  return images_lib.save_png(path, pixels)

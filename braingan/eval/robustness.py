@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from braingan.data import decode
+from braingan import images as images_lib
 
 SEVERITIES = (1, 2, 3)
 # Per corruption: severity -> parameter. Intensities are in [0, 1] units (half the [-1, 1]
@@ -71,7 +71,7 @@ def _jpeg(x, quality, rngs):
   del rngs
   out = np.empty_like(x)
   c = x.shape[-1]
-  for i, img in enumerate(decode.to_pixels(x)):
+  for i, img in enumerate(images_lib.to_pixels(x)):
     # Grayscale and RGB encode as such (as a real file would be); other channel counts
     # are re-encoded channel by channel.
     planes = [img] if c == 3 else [img[..., j] for j in range(c)]

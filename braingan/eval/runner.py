@@ -6,11 +6,9 @@ runner checks that instead of assuming it, since a comparison on different image
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 
-import numpy as np
 
 from braingan.data import CLASSES
 from braingan.data import manifest as manifest_lib
@@ -21,31 +19,26 @@ from braingan.eval import plots
 from braingan.eval import report
 from braingan.eval import robustness
 from braingan.eval import stats
-from braingan.train import classifier as classifier_lib
-
-
-def _manifest_path(run_dir: str) -> str:
-  path = os.path.join(run_dir, 'manifest.csv')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{run_dir}: no manifest.csv; is this a finished classifier run?')
-  return path
+from braingan import files
+from braingan import inference
+from braingan.run_dir import RunDir
 
 
 def check_same_split(*run_dirs: str) -> str:
   """Returns the shared manifest path, or raises naming the runs whose splits differ."""
-  digests = {d: manifest_lib.digest(_manifest_path(d)) for d in run_dirs}
+  paths = {d: RunDir(d).manifest() for d in run_dirs}
+  digests = {d: manifest_lib.digest(p) for d, p in paths.items()}
   if len(set(digests.values())) != 1:
     raise ValueError(f'These runs were trained on different splits (manifest digests '
                      f'{digests}); compare runs prepared from the same data and seed.')
-  return _manifest_path(run_dirs[0])
+  return paths[run_dirs[0]]
 
 
 def _history(run_dir: str) -> dict:
-  path = os.path.join(run_dir, 'history.json')
+  path = RunDir(run_dir).history
   if not os.path.exists(path):
     return {}
-  with open(path, encoding='utf-8') as f:
-    history = json.load(f)
+  history = files.read_json(path)
   if isinstance(history, list):  # A list of per-epoch dicts -> dict of series.
     keys = sorted({k for row in history for k in row})
     history = {k: [row.get(k) for row in history] for k in keys}
@@ -54,15 +47,11 @@ def _history(run_dir: str) -> dict:
 
 def training_steps(run_dir: str) -> tuple[int, int] | None:
   """(optimizer steps, epochs) of a finished classifier run, from its metrics.jsonl."""
-  path = os.path.join(run_dir, 'metrics.jsonl')
+  path = RunDir(run_dir).metrics
   if not os.path.exists(path):
     return None
-  last = None
-  with open(path, encoding='utf-8') as f:
-    for line in f:
-      record = json.loads(line)
-      if 'step' in record and 'epoch' in record:
-        last = record   # appended after a resume too: the last record is the latest
+  records = files.read_jsonl(path, key=lambda r: r.get('epoch'))
+  last = records[-1] if records else None   # a resumed run's re-run epochs appear once
   return None if last is None else (int(last['step']), int(last['epoch']))
 
 
@@ -70,7 +59,7 @@ def _budget_note(steps: dict, models: dict) -> str | None:
   """Says how long each model trained: the augmented run usually takes more steps per epoch."""
   if any(v is None for v in steps.values()):
     return None
-  ratio = float(models['augmented'][1].get('synthetic_ratio', 0.0) or 0.0)
+  ratio = float(models['augmented'].config.data.synthetic_ratio)
   text = (f"Training length: baseline {steps['baseline'][0]} optimizer steps "
           f"({steps['baseline'][1]} epochs), augmented {steps['augmented'][0]} steps "
           f"({steps['augmented'][1]} epochs, synthetic_ratio {ratio:g}).")
@@ -90,27 +79,25 @@ def evaluate(config, *, baseline: str, augmented: str, out: str, gan: str = '',
   """Runs the whole evaluation; returns the metrics dict written to out/metrics.json."""
   os.makedirs(out, exist_ok=True)
   manifest_path = check_same_split(baseline, augmented)
-  models = {}
-  for name, run_dir in (('baseline', baseline), ('augmented', augmented)):
-    predict_fn, run_config = classifier_lib.load_for_inference(run_dir)
-    models[name] = (predict_fn, run_config)
-  data_cfg = models['baseline'][1].data
-  if (models['augmented'][1].data.image_size != data_cfg.image_size or
-      models['augmented'][1].data.channels != data_cfg.channels):
+  models = {name: inference.load_classifier(run_dir)
+            for name, run_dir in (('baseline', baseline), ('augmented', augmented))}
+  data_cfg = models['baseline'].config.data
+  if (models['augmented'].image_size != data_cfg.image_size or
+      models['augmented'].channels != data_cfg.channels):
     raise ValueError('baseline and augmented runs use different image sizes or channels')
 
   val = inputs.from_manifest(manifest_path, 'validation', data_cfg)
   logging.info('Evaluating on %d validation images from %s', len(val), manifest_path)
-  probs = {name: inputs.batched(fn, val.images, config.batch_size)
-           for name, (fn, _) in models.items()}
+  probs = {name: inputs.batched(model.probs, val.images, config.batch_size)
+           for name, model in models.items()}
   metrics = _compare(val.labels, probs, config)
   metrics['split'] = 'validation'
 
-  for name, (fn, _) in models.items():
+  for name, model in models.items():
     images = val.images[:config.robustness_max_images]
     labels = val.labels[:config.robustness_max_images]
     metrics[name]['robustness'] = robustness.robustness_table(
-        fn, images, labels, batch_size=config.batch_size, seed=config.seed)
+        model.probs, images, labels, batch_size=config.batch_size, seed=config.seed)
 
   figures = {
       'training_curves': plots.training_curves(
@@ -140,21 +127,22 @@ def evaluate(config, *, baseline: str, augmented: str, out: str, gan: str = '',
     train_sha = frozenset(r.sha256 for r in manifest_lib.read(manifest_path)
                           if r.split == 'train')
     test = inputs.from_folder(test_dir, data_cfg, exclude_sha256=train_sha)
-    test_probs = {name: inputs.batched(fn, test.images, config.batch_size)
-                  for name, (fn, _) in models.items()}
+    test_probs = {name: inputs.batched(model.probs, test.images, config.batch_size)
+                  for name, model in models.items()}
     metrics['external_test'] = _compare(test.labels, test_probs, config)
     metrics['external_test']['note'] = test.note
     notes.append(f'External test folder: {len(test)} images from {test_dir}. {test.note}')
 
   if gan or synthetic_dir:
     metrics['gan'], gan_figures = gan_eval.evaluate_gan(
-        config, baseline_fn=models['baseline'][0], data_cfg=data_cfg,
+        config, baseline=models['baseline'], data_cfg=data_cfg,
         manifest_path=manifest_path, val=val, out=out, gan_dir=gan,
         synthetic_dir=synthetic_dir)
     figures.update(gan_figures)
   if cas:
-    cas_fn, cas_config = classifier_lib.load_for_inference(cas)
-    cas_probs = inputs.batched(cas_fn, val.images, config.batch_size)
+    cas_model = inference.load_classifier(cas)
+    cas_config = cas_model.config
+    cas_probs = inputs.batched(cas_model.probs, val.images, config.batch_size)
     metrics.setdefault('gan', {})['cas'] = {
         **classification.classification_accuracy_score(val.labels, cas_probs, CLASSES),
         'budget': f'{cas_config.epochs} epochs max, {cas_config.data.image_size} px, '

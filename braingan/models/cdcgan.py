@@ -1,12 +1,15 @@
-"""Class-conditional DCGAN (the original study's GANForge `ConditionalDCGAN` preset) in Flax.
+"""Class-conditional DCGAN (the original study's GANForge `ConditionalDCGAN`) in Flax, with options.
 
 Defaults reproduce GANForge's architecture for 128 px images; the base grid of the generator
-is image_size / 16 (the discriminator's 4th feature map), so 64 and 256 px work unchanged.
-Keras defaults are kept where they change numerics: Glorot-uniform kernels, zero biases,
-Embedding init U(-0.05, 0.05), BatchNorm momentum 0.99 and epsilon 1e-3.
+is image_size / 2**len(g_widths), so 64 and 256 px work unchanged. Keras defaults are kept where
+they change numerics: Glorot-uniform kernels, zero biases, Embedding init U(-0.05, 0.05),
+BatchNorm momentum 0.99 and epsilon 1e-3. With every option at its default the parameter tree
+and the numbers are GANForge's (tests/test_keras_gan.py).
 
-The discriminator returns a logit (GANForge ends in a sigmoid; our loss applies it, which is
-the same function but numerically stable).
+Options (configs/cgan.py documents them): where the label enters each net
+(braingan/models/conditioning.py), BatchNorm or no normalisation in D, spectral normalisation.
+The discriminator returns (logits [B], class logits [B, K] or None): GANForge ends in a sigmoid;
+our losses apply it, which is the same function but numerically stable.
 """
 from typing import Any, Sequence
 
@@ -15,14 +18,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from braingan.models import conditioning
 from braingan.models import layers
 
-KERNEL_INIT = nn.initializers.glorot_uniform()      # Keras default for Dense/Conv
-EMBED_INIT = nn.initializers.uniform(scale=0.1)      # Keras Embedding: U(-0.05, 0.05) ...
-
-
-def _embed_init(key, shape, dtype=jnp.float32):
-  return EMBED_INIT(key, shape, dtype) - 0.05        # ... shifted to be centred on 0
+GLOROT = conditioning.GLOROT
 
 
 def _batch_norm(train: bool, momentum: float, epsilon: float, name: str,
@@ -33,20 +32,12 @@ def _batch_norm(train: bool, momentum: float, epsilon: float, name: str,
                       dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
-class LabelPlane(nn.Module):
-  """Label -> Embedding -> Dense(H*W) -> one extra [H, W, 1] image channel."""
-  num_classes: int
-  embed_dim: int
-  height: int
-  width: int
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, labels: jax.Array) -> jax.Array:
-    e = nn.Embed(self.num_classes, self.embed_dim, embedding_init=_embed_init,
-                 dtype=self.dtype)(labels)
-    plane = nn.Dense(self.height * self.width, kernel_init=KERNEL_INIT, dtype=self.dtype)(e)
-    return plane.reshape(labels.shape[0], self.height, self.width, 1)
+def _maybe_sn(layer: nn.Module, on: bool, update_stats: bool):
+  """`layer` itself, or wrapped in spectral normalisation (u and sigma in 'batch_stats')."""
+  if not on:
+    return layer
+  wrapped = nn.SpectralNorm(layer, name=f'{layer.name}_sn')
+  return lambda x: wrapped(x, update_stats=update_stats)
 
 
 class Generator(nn.Module):
@@ -60,43 +51,55 @@ class Generator(nn.Module):
   leaky_slope: float = 0.2
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
+  conditioning: str = 'concat'      # 'concat' (label plane) or 'cbn'
+  spectral_norm: bool = False
   # True: the exactly equivalent fast lowerings of braingan.models.layers; False: plain
   # nn.ConvTranspose / nn.Conv (same maths and parameters, much slower on XLA:CPU).
   fast_layers: bool = True
-  # Compute dtype (config.dtype via braingan.train.precision); parameters, BatchNorm
+  # Compute dtype (config.dtype via braingan.runtime.precision); parameters, BatchNorm
   # statistics and the output images stay float32.
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, z: jax.Array, labels: jax.Array, train: bool = True) -> jax.Array:
+  def __call__(self, z: jax.Array, labels: jax.Array, train: bool = True,
+               cond_scale: Any = 1.0, update_stats: bool = False) -> jax.Array:
     scale = 2 ** len(self.widths)
     if self.image_size % scale:
       raise ValueError(f'image_size={self.image_size} must be divisible by {scale} '
                        f'(one factor 2 per generator width {tuple(self.widths)}).')
+    sn = lambda layer: _maybe_sn(layer, self.spectral_norm, update_stats)  # noqa: E731
     base = self.image_size // scale
-    x = nn.Dense(base * base * self.base_depth, kernel_init=KERNEL_INIT, dtype=self.dtype)(z)
+    x = sn(nn.Dense(base * base * self.base_depth, kernel_init=GLOROT, dtype=self.dtype,
+                    name='Dense_0'))(z)
     x = x.reshape(z.shape[0], base, base, self.base_depth)
-    x = jnp.concatenate(
-        [x, LabelPlane(self.num_classes, self.embed_dim, base, base, self.dtype)(labels)],
-        axis=-1)
+    if self.conditioning == 'concat':
+      plane = conditioning.LabelPlane(self.num_classes, self.embed_dim, base, base, self.dtype,
+                                      name='LabelPlane_0')(labels, cond_scale)
+      x = jnp.concatenate([x, plane.astype(x.dtype)], axis=-1)
     # Explicit names: the fast and plain variants have identical parameter trees.
     for i, width in enumerate(self.widths):
       if self.fast_layers:
-        x = layers.SubPixelConvTranspose(width, (4, 4), (2, 2), kernel_init=KERNEL_INIT,
-                                         dtype=self.dtype, name=f'up{i}')(x)
+        up = layers.SubPixelConvTranspose(width, (4, 4), (2, 2), kernel_init=GLOROT,
+                                          dtype=self.dtype, name=f'up{i}')
       else:
-        x = nn.ConvTranspose(width, (4, 4), (2, 2), padding='SAME', kernel_init=KERNEL_INIT,
-                             dtype=self.dtype, name=f'up{i}')(x)
-      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon, f'up{i}_bn', self.dtype)(x)
+        up = nn.ConvTranspose(width, (4, 4), (2, 2), padding='SAME', kernel_init=GLOROT,
+                              dtype=self.dtype, name=f'up{i}')
+      x = sn(up)(x)
+      if self.conditioning == 'cbn':
+        x = conditioning.ConditionalBatchNorm(
+            self.num_classes, not train, self.bn_momentum, self.bn_epsilon, self.dtype,
+            name=f'up{i}_cbn')(x, labels, cond_scale)
+      else:
+        x = _batch_norm(train, self.bn_momentum, self.bn_epsilon, f'up{i}_bn', self.dtype)(x)
       x = nn.leaky_relu(x, self.leaky_slope)
     # Few output channels at full resolution: one matmul to all taps + shifted sums.
-    x = layers.Conv2D(self.channels, (5, 5), impl='shift_add' if self.fast_layers else 'xla',
-                      kernel_init=KERNEL_INIT, dtype=self.dtype, name='to_image')(x)
+    x = sn(layers.Conv2D(self.channels, (5, 5), impl='shift_add' if self.fast_layers else 'xla',
+                         kernel_init=GLOROT, dtype=self.dtype, name='to_image'))(x)
     return jnp.tanh(x).astype(jnp.float32)
 
 
 class Discriminator(nn.Module):
-  """(images [B, S, S, C], labels [B]) -> real/fake logits [B]."""
+  """(images [B, S, S, C], labels [B]) -> (real/fake logits [B], class logits [B, K] or None)."""
   image_size: int = 128
   num_classes: int = 4
   embed_dim: int = 50
@@ -105,24 +108,31 @@ class Discriminator(nn.Module):
   leaky_slope: float = 0.2
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
+  conditioning: frozenset = frozenset({'concat'})   # parts: concat, projection, auxiliary
+  norm: str = 'batch'               # 'batch' or 'none'
+  spectral_norm: bool = False
   fast_layers: bool = True
   # With fast_layers, maps with at most this many output pixels use the im2col matmul.
   im2col_max_pixels: int = 16
   # With fast_layers, inputs at least this large get the stride-1 input gradient
   # (layers.conv2d_fast_input_grad); measured faster from 32 px up, slower at 16 px.
   fast_input_grad_min_size: int = 32
-  # Compute dtype (config.dtype via braingan.train.precision); parameters, BatchNorm
+  # Compute dtype (config.dtype via braingan.runtime.precision); parameters, BatchNorm
   # statistics and the logits stay float32.
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, images: jax.Array, labels: jax.Array, train: bool = True) -> jax.Array:
+  def __call__(self, images: jax.Array, labels: jax.Array, train: bool = True,
+               cond_scale: Any = 1.0, update_stats: bool = False):
     b, h, w, _ = images.shape
     if h != self.image_size or w != self.image_size:
       raise ValueError(f'Discriminator built for {self.image_size} px got images {images.shape}.')
-    x = jnp.concatenate(
-        [images.astype(self.dtype),
-         LabelPlane(self.num_classes, self.embed_dim, h, w, self.dtype)(labels)], axis=-1)
+    sn = lambda layer: _maybe_sn(layer, self.spectral_norm, update_stats)  # noqa: E731
+    x = images.astype(self.dtype)
+    if 'concat' in self.conditioning:
+      plane = conditioning.LabelPlane(self.num_classes, self.embed_dim, h, w, self.dtype,
+                                      name='LabelPlane_0')(labels, cond_scale)
+      x = jnp.concatenate([x, plane.astype(x.dtype)], axis=-1)
     for i, width in enumerate(self.widths):
       out_pixels = -(-x.shape[1] // 2) * -(-x.shape[2] // 2)
       impl = 'xla'
@@ -130,14 +140,23 @@ class Discriminator(nn.Module):
         impl = 'im2col'
       elif self.fast_layers and min(x.shape[1:3]) >= self.fast_input_grad_min_size:
         impl = 'fast_input_grad'
-      x = layers.Conv2D(width, (5, 5), (2, 2), impl=impl, kernel_init=KERNEL_INIT,
-                        dtype=self.dtype, name=f'conv{i}')(x)
-      x = _batch_norm(train, self.bn_momentum, self.bn_epsilon, f'conv{i}_bn', self.dtype)(x)
+      x = sn(layers.Conv2D(width, (5, 5), (2, 2), impl=impl, kernel_init=GLOROT,
+                           dtype=self.dtype, name=f'conv{i}'))(x)
+      if self.norm == 'batch':
+        x = _batch_norm(train, self.bn_momentum, self.bn_epsilon, f'conv{i}_bn', self.dtype)(x)
       x = nn.leaky_relu(x, self.leaky_slope)
-    x = x.reshape(b, -1)
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    logits = nn.Dense(1, kernel_init=KERNEL_INIT, dtype=self.dtype)(x)[:, 0]
-    return logits.astype(jnp.float32)   # The loss is computed in float32.
+    features = x.reshape(b, -1)
+    features = nn.Dropout(self.dropout, deterministic=not train)(features)
+    logits = sn(nn.Dense(1, kernel_init=GLOROT, dtype=self.dtype, name='Dense_0'))(features)
+    logits = logits[:, 0].astype(jnp.float32)   # The loss is computed in float32.
+    if 'projection' in self.conditioning:
+      logits = logits + conditioning.projection(features, labels, self.num_classes,
+                                                cond_scale).astype(jnp.float32)
+    class_logits = None
+    if 'auxiliary' in self.conditioning:
+      class_logits = conditioning.AuxiliaryHead(self.num_classes, self.dtype,
+                                                name='auxiliary')(features)
+    return logits, class_logits
 
 
 def build(model_cfg: ml_collections.ConfigDict, image_size: int, channels: int,
@@ -157,12 +176,23 @@ def build(model_cfg: ml_collections.ConfigDict, image_size: int, channels: int,
   if image_size % (2 ** len(model_cfg.d_widths)):
     raise ValueError(f'config.data.image_size={image_size} must be divisible by '
                      f'{2 ** len(model_cfg.d_widths)} (2 ** len(config.model.d_widths)).')
+  if model_cfg.g_conditioning not in conditioning.GENERATOR_MODES:
+    raise ValueError(f'config.model.g_conditioning={model_cfg.g_conditioning!r}: expected one '
+                     f'of {conditioning.GENERATOR_MODES}.')
+  if model_cfg.d_norm not in ('batch', 'none'):
+    raise ValueError(f"config.model.d_norm={model_cfg.d_norm!r}: expected 'batch' or 'none'.")
+  if model_cfg.spectral_norm not in ('none', 'd', 'gd'):
+    raise ValueError(f"config.model.spectral_norm={model_cfg.spectral_norm!r}: expected 'none', "
+                     "'d' or 'gd'.")
   common = dict(num_classes=num_classes, embed_dim=model_cfg.embed_dim,
                 leaky_slope=model_cfg.leaky_slope, bn_momentum=model_cfg.bn_momentum,
-                bn_epsilon=model_cfg.bn_epsilon, image_size=image_size)
+                bn_epsilon=model_cfg.bn_epsilon, image_size=image_size,
+                fast_layers=model_cfg.fast_layers, dtype=dtype)
   generator = Generator(channels=channels, base_depth=model_cfg.g_base_depth,
-                        widths=tuple(model_cfg.g_widths), fast_layers=model_cfg.fast_layers,
-                        dtype=dtype, **common)
-  discriminator = Discriminator(widths=tuple(model_cfg.d_widths), dropout=model_cfg.dropout,
-                                fast_layers=model_cfg.fast_layers, dtype=dtype, **common)
+                        widths=tuple(model_cfg.g_widths), conditioning=model_cfg.g_conditioning,
+                        spectral_norm=model_cfg.spectral_norm == 'gd', **common)
+  discriminator = Discriminator(
+      widths=tuple(model_cfg.d_widths), dropout=model_cfg.dropout,
+      conditioning=conditioning.discriminator_parts(model_cfg.d_conditioning),
+      norm=model_cfg.d_norm, spectral_norm=model_cfg.spectral_norm in ('d', 'gd'), **common)
   return generator, discriminator

@@ -112,6 +112,23 @@ def conv_transpose_subpixel(x: Array, kernel: Array, strides: Sequence[int],
   return y.reshape(n, h * sh, w * sw, cout)
 
 
+def _input_and_kernel(layer: nn.Module, x: Array) -> tuple[Array, Array]:
+  """The layer's kernel param ([kh, kw, in, out], flax layout) and both cast to layer.dtype."""
+  kernel = layer.param('kernel', layer.kernel_init,
+                       tuple(layer.kernel_size) + (x.shape[-1], layer.features),
+                       layer.param_dtype)
+  if layer.dtype is not None:
+    x, kernel = x.astype(layer.dtype), kernel.astype(layer.dtype)
+  return x, kernel
+
+
+def _add_bias(layer: nn.Module, y: Array) -> Array:
+  if not layer.use_bias:
+    return y
+  bias = layer.param('bias', layer.bias_init, (layer.features,), layer.param_dtype)
+  return y + (bias if layer.dtype is None else bias.astype(layer.dtype))
+
+
 class SubPixelConvTranspose(nn.Module):
   """Drop-in for `nn.ConvTranspose(features, kernel_size, strides, padding='SAME')`.
 
@@ -125,23 +142,17 @@ class SubPixelConvTranspose(nn.Module):
   bias_init: Callable = nn.initializers.zeros_init()
   precision: Any = None
   patch_matmul: bool = True
-  # Mixed precision (braingan.train.precision): compute in `dtype` (None: as the input),
+  # Mixed precision (braingan.runtime.precision): compute in `dtype` (None: as the input),
   # store parameters in `param_dtype`.
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    kernel = self.param('kernel', self.kernel_init,
-                        tuple(self.kernel_size) + (x.shape[-1], self.features), self.param_dtype)
-    if self.dtype is not None:
-      x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    x, kernel = _input_and_kernel(self, x)
     y = conv_transpose_subpixel(x, kernel, tuple(self.strides), self.precision,
                                 self.patch_matmul)
-    if self.use_bias:
-      bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
-      y = y + (bias if self.dtype is None else bias.astype(self.dtype))
-    return y
+    return _add_bias(self, y)
 
 
 def keras_kernel_from_flax(kernel: np.ndarray) -> np.ndarray:
@@ -284,17 +295,14 @@ class Conv2D(nn.Module):
   use_bias: bool = True
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
-  # Mixed precision (braingan.train.precision): compute in `dtype` (None: as the input),
+  # Mixed precision (braingan.runtime.precision): compute in `dtype` (None: as the input),
   # store parameters in `param_dtype`.
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    kernel = self.param('kernel', self.kernel_init,
-                        tuple(self.kernel_size) + (x.shape[-1], self.features), self.param_dtype)
-    if self.dtype is not None:
-      x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    x, kernel = _input_and_kernel(self, x)
     strides = tuple(self.strides)
     if self.impl == 'xla':
       y = _conv_same(x, kernel, strides)
@@ -309,7 +317,4 @@ class Conv2D(nn.Module):
     else:
       raise ValueError(f"Conv2D impl={self.impl!r}: expected 'xla', 'fast_input_grad', "
                        "'im2col' or 'shift_add'.")
-    if self.use_bias:
-      bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
-      y = y + (bias if self.dtype is None else bias.astype(self.dtype))
-    return y
+    return _add_bias(self, y)

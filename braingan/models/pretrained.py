@@ -12,7 +12,6 @@ array is shape-checked, and anything missing or mismatched is an error that name
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.request
 from typing import Any, Iterable, Mapping
@@ -20,7 +19,7 @@ from typing import Any, Iterable, Mapping
 import h5py
 import numpy as np
 
-from braingan.models.resnet import path_is_frozen
+from braingan import files
 
 NOTOP_FILENAME = 'resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5'
 NOTOP_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/resnet/'
@@ -108,14 +107,6 @@ def load(variables: Mapping[str, Any], path: str, dont_load: Iterable[str] = ('h
   return {k: v for k, v in new.items() if v or k in variables}
 
 
-def _md5(path: str) -> str:
-  h = hashlib.md5()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def resolve_imagenet_weights(configured_path: str = '', download: bool = True,
                              cache_dir: str = KERAS_CACHE, timeout_s: float = 30.0) -> str:
   """Finds the Keras ImageNet notop file: configured path, then the Keras cache, then download.
@@ -142,7 +133,7 @@ def resolve_imagenet_weights(configured_path: str = '', download: bool = True,
       with urllib.request.urlopen(NOTOP_URL, timeout=timeout_s) as r, open(tmp, 'wb') as f:
         while chunk := r.read(1 << 20):
           f.write(chunk)
-      digest = _md5(tmp)
+      digest = files.digest(tmp, 'md5')
       if digest != NOTOP_MD5:
         raise OSError(f'checksum mismatch: md5 {digest} != expected {NOTOP_MD5}')
       os.replace(tmp, target)
@@ -155,12 +146,3 @@ def resolve_imagenet_weights(configured_path: str = '', download: bool = True,
       f'ImageNet ResNet50 weights not found (looked at {tried}; {reason}). Put '
       f'{NOTOP_FILENAME} (md5 {NOTOP_MD5}) at {os.path.join(cache_dir, NOTOP_FILENAME)} or pass '
       '--config.pretrained_path=/path/to/it, or train from scratch with --config.pretrained=none.')
-
-
-def frozen_mask(params: Mapping[str, Any], prefixes: Iterable[str]) -> Any:
-  """Pytree of bools like `params`: True where the '/'-joined path is under a frozen prefix."""
-  import jax  # Local import keeps this module importable without touching JAX devices.
-  prefixes = tuple(prefixes)
-  return jax.tree_util.tree_map_with_path(
-      lambda kp, _: path_is_frozen('/'.join(str(getattr(k, 'key', k)) for k in kp), prefixes),
-      params)

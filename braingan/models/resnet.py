@@ -35,6 +35,43 @@ RESNET50_STAGES = (3, 4, 6, 3)
 _GLOROT = nn.initializers.glorot_uniform()  # Keras's default for Conv2D and Dense.
 
 
+# The original study's `for layer in base_model.layers[:15]: layer.trainable = False`, as
+# parameter paths (layers without weights - input, pads, relus, pool - need no entry).
+KERAS15 = ('conv1_conv', 'conv1_bn', 'conv2_block1_1_conv', 'conv2_block1_1_bn',
+           'conv2_block1_2_conv', 'conv2_block1_2_bn', 'conv2_block1_0_conv',
+           'conv2_block1_3_conv')
+
+
+def backbone_layer_names(stage_sizes: Sequence[int]) -> tuple[str, ...]:
+  """Every layer with weights in the backbone (Keras names), in order."""
+  names = ['conv1_conv', 'conv1_bn']
+  for stage, blocks in enumerate(stage_sizes):
+    for b in range(blocks):
+      parts = ('0', '1', '2', '3') if b == 0 else ('1', '2', '3')
+      for part in parts:
+        names += [f'conv{stage + 2}_block{b + 1}_{part}_conv',
+                  f'conv{stage + 2}_block{b + 1}_{part}_bn']
+  return tuple(names)
+
+
+def freeze_prefixes(freeze: Any, stage_sizes: Sequence[int]) -> tuple[str, ...]:
+  """config.model.freeze -> parameter-path prefixes to keep fixed.
+
+  'none' (or '') trains everything; 'keras15' freezes the study's first 15 Keras layers;
+  'head' freezes the whole backbone (only the head trains: the strongest transfer level);
+  anything else is a comma list (or sequence) of prefixes.
+  """
+  if freeze in ('', 'none', None):
+    return ()
+  if freeze == 'keras15':
+    return KERAS15
+  if freeze == 'head':
+    return backbone_layer_names(stage_sizes)
+  if isinstance(freeze, str):
+    return tuple(p.strip() for p in freeze.split(',') if p.strip())
+  return tuple(freeze)
+
+
 def path_is_frozen(path: str, prefixes: Sequence[str]) -> bool:
   """True when '/'-joined `path` equals one of `prefixes` or lies under it (whole components)."""
   return any(path == p or path.startswith(p.rstrip('/') + '/') for p in prefixes)
@@ -182,7 +219,7 @@ class ResNetClassifier(nn.Module):
   dropout: float = 0.5
   preprocess: str = 'caffe'
   frozen: Sequence[str] = ()
-  # Compute dtype (config.dtype via braingan.train.precision). Parameters stay float32;
+  # Compute dtype (config.dtype via braingan.runtime.precision). Parameters stay float32;
   # KerasBatchNorm keeps its statistics float32 too; logits and features are returned as float32.
   dtype: Any = jnp.float32
 
@@ -271,3 +308,15 @@ def init_variables(model: ResNetClassifier, input_shape: Sequence[int], seed: in
     return jnp.full(leaf.shape, value, leaf.dtype)
 
   return jax.tree_util.tree_map_with_path(fill, dict(shapes))
+
+
+def build(model_cfg, num_classes: int, dtype: Any = jnp.float32) -> ResNetClassifier:
+  """The classifier from the config's `model` section (configs/classifier.py)."""
+  if model_cfg.preprocess not in ('caffe', 'none'):
+    raise ValueError(f"config.model.preprocess={model_cfg.preprocess!r}: expected 'caffe' or "
+                     "'none'.")
+  return ResNetClassifier(
+      num_classes=num_classes, stage_sizes=tuple(model_cfg.stage_sizes), width=model_cfg.width,
+      head_units=model_cfg.head_units, dropout=model_cfg.dropout,
+      preprocess=model_cfg.preprocess,
+      frozen=freeze_prefixes(model_cfg.freeze, model_cfg.stage_sizes), dtype=dtype)

@@ -11,7 +11,10 @@ Why it survives interruption: Orbax writes each step into `<step>.orbax-checkpoi
 and renames it to `<step>` only once every process has finished writing (on GCS, where
 rename is not atomic, it writes a commit_success.txt marker instead). `latest_step()` only
 lists finalized steps, so a killed save is ignored and the previous step is restored.
-Leftover temporary folders are removed the next time a Checkpointer opens the directory.
+Leftover temporary folders are removed the next time a Checkpointer (the writer) opens the
+directory. Readers (evaluation, generation, export, the app) use `CheckpointReader`, which never
+writes or deletes anything, so opening a run that is still training cannot remove the half-written
+folder of a save in progress.
 
 All processes must call `save` (Orbax coordinates them; each writes its own shards), and
 `directory` must be on a file system every process sees.
@@ -21,6 +24,7 @@ Restoring from a directory without checkpoints raises FileNotFoundError; call
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Mapping
 
@@ -151,7 +155,9 @@ class Checkpointer:
       saved = self._manager.save(step, args=args, force=force)
     if self._best_manager is not None and self.best_metric in metrics:
       value = float(metrics[self.best_metric])
-      if self._is_better(value):
+      # The existing-step guard: a run killed between `best/N` and `N` redoes epoch N on
+      # resume; a better value then must not crash on the step already in best/.
+      if self._is_better(value) and step not in self._best_manager.all_steps():
         best_args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                                        meta=ocp.args.JsonSave(meta_doc))
         self._best_manager.save(step, args=best_args, metrics={self.best_metric: value},
@@ -195,24 +201,21 @@ class Checkpointer:
     """The JSON meta of step (default: latest): {'step', 'metrics', **meta}."""
     return self._restore_meta(self._manager, self._resolve(step))
 
+  def _resolve_best(self) -> int:
+    if self._best_manager is None:
+      raise ValueError('Restoring the best checkpoint needs Checkpointer(..., best_metric=...).')
+    self._best_manager.wait_until_finished()
+    step = self.best_step()
+    if step is None:
+      raise FileNotFoundError(f'No best checkpoint in {self.directory / "best"}.')
+    return step
+
   def restore_best(self, target: Any) -> Any:
     """Restores the best checkpoint into `target`'s structure and shardings."""
-    if self._best_manager is None:
-      raise ValueError('restore_best needs Checkpointer(..., best_metric=...).')
-    self._best_manager.wait_until_finished()
-    step = self.best_step()
-    if step is None:
-      raise FileNotFoundError(f'No best checkpoint in {self.directory / "best"}.')
-    return self._restore_state(self._best_manager, target, step)
+    return self._restore_state(self._best_manager, target, self._resolve_best())
 
   def restore_best_meta(self) -> dict[str, Any]:
-    if self._best_manager is None:
-      raise ValueError('restore_best_meta needs Checkpointer(..., best_metric=...).')
-    self._best_manager.wait_until_finished()
-    step = self.best_step()
-    if step is None:
-      raise FileNotFoundError(f'No best checkpoint in {self.directory / "best"}.')
-    return self._restore_meta(self._best_manager, step)
+    return self._restore_meta(self._best_manager, self._resolve_best())
 
   # -------------------------------------------------------------------------- lifecycle
   def wait_until_finished(self) -> None:
@@ -232,3 +235,56 @@ class Checkpointer:
 
   def __exit__(self, *exc) -> None:
     self.close()
+
+
+# ------------------------------------------------------------------------------ reading
+class CheckpointReader:
+  """Read-only access to a Checkpointer's directory: lists, metadata, (partial) restores.
+
+  Unlike a CheckpointManager it opens nothing for writing: no temporary-folder cleanup, no
+  directory creation. Only finalized steps (folders named by a number) are visible.
+  `restore(target)` restores just the leaves of `target`, a nested dict of arrays or
+  ShapeDtypeStructs mirroring part of the saved state (e.g. {'params': ..., 'batch_stats': ...}
+  of a TrainState), so a reader never rebuilds an optimizer to load a model.
+  """
+
+  def __init__(self, directory: str | epath.PathLike):
+    self.directory = epath.Path(directory).absolute()
+
+  def _folder(self, best: bool) -> epath.Path:
+    return self.directory / 'best' if best else self.directory
+
+  def steps(self, best: bool = False) -> list[int]:
+    folder = self._folder(best)
+    if not folder.is_dir():
+      return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
+
+  def step(self, best: bool = False) -> int:
+    """The best or the latest finalized step; FileNotFoundError naming the folder if none."""
+    steps = self.steps(best)
+    if not steps:
+      raise FileNotFoundError(f'No {"best " if best else ""}checkpoint in {self._folder(best)}.')
+    return steps[-1]
+
+  def meta(self, step: int | None = None, best: bool = False) -> dict[str, Any]:
+    step = self.step(best) if step is None else step
+    path = self._folder(best) / str(step) / 'meta' / 'metadata'
+    return json.loads(path.read_text())
+
+  def restore(self, target: Any, step: int | None = None, best: bool = False) -> Any:
+    """The leaves of `target` from `step` (default: the latest, or the best with best=True).
+
+    ShapeDtypeStructs without a sharding are restored onto this process's first device.
+    """
+    step = self.step(best) if step is None else step
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(
+        lambda x: _abstract_leaf(x if not isinstance(x, jax.ShapeDtypeStruct) or x.sharding
+                                 else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)),
+        target)
+    restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), abstract)
+    path = self._folder(best) / str(step) / 'state'
+    return ocp.PyTreeCheckpointer().restore(
+        path, args=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args,
+                                          partial_restore=True))

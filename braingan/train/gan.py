@@ -1,203 +1,289 @@
-"""The GAN training loop: epochs, metrics, sample grids, checkpoints, resume, generation.
+"""The GAN recipe: one step (D, then G), losses and augmentations by name, EMA of G, grids.
 
-Checkpoints are numbered by completed epochs (`<workdir>/checkpoints/<epoch>`). Resuming
-restores the full state (parameters, BatchNorm statistics, both Adam states, step counter and
-the PRNG key) and continues with the next epoch; the data pipeline is seeded by (seed, epoch)
-and the step's randomness by the step counter, so a resumed run follows the same trajectory
-as an uninterrupted one.
+The state (`GANState`) holds both nets' TrainStates, the EMA of the generator's weights and the
+augmentation probability (ADA). The step's randomness is `fold_in(generator.rng, step)`: the
+stored key never changes and the step counter is checkpointed, so a resumed run draws exactly
+the noise the uninterrupted run would have drawn.
+
+The step follows GANForge's `train_step`, generalised: one latent draw per step; the
+discriminator minimises loss.discriminator(D(aug(x)), D(aug(G(z)))) (+ the auxiliary class
+cross-entropy on real images); then the generator, through the *updated* discriminator,
+minimises loss.generator(D(aug(G(z)))) (+ the class cross-entropy of its images). The
+generator's forward pass is shared by both updates (GANForge runs it twice on the same z with
+the same parameters, which gives the same images).
+
+`layer_mode` says how BatchNorm and Dropout run during training (config.model.layer_mode):
+- 'inference' is what the original study actually trained. GANForge calls its networks
+  without `training=True` inside `model.fit`, and Keras then runs every layer in inference
+  mode: BatchNorm normalises with its moving statistics, which are never updated and stay at
+  their initial mean 0 / variance 1 (so each BatchNorm is a learned per-channel affine map),
+  and Dropout is off (tests/test_keras_gan.py shows it on tf_keras). With no batch dependence
+  left, D scores the real and the fake batch in one call.
+- 'training' is the textbook DCGAN: batch statistics (real and fake batches normalised
+  separately, running averages updated by every call, as Keras does with training=True) and
+  dropout. On the shared MRI set its discriminator wins within two epochs in our step and in
+  the Keras twin alike.
 """
 from __future__ import annotations
 
-import json
-import logging
-import math
-import os
-import time
 from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-from PIL import Image
 
+from braingan import images as images_lib
+from braingan import models
 from braingan.data import CLASSES, NUM_CLASSES
-from braingan.models import cdcgan
-from braingan.train import gan_step
-from braingan.train import parallel
-from braingan.train import precision
-from braingan.train.checkpoint import Checkpointer
-from braingan.train.observe import MetricWriter, Progress, save_image_grid
+from braingan.runtime import distributed
+from braingan.runtime import parallel
+from braingan.train import augment as augment_lib
+from braingan.train import losses
+from braingan.train import optim
+from braingan.train.recipe import Recipe
+from braingan.train.state import TrainState
 
-CONFIG_FILE = 'config.json'
-CHECKPOINT_DIR = 'checkpoints'
-SAMPLES_DIR = 'samples'
-METRIC_NAMES = ('d_loss', 'g_loss', 'd_real', 'd_fake')
+LAYER_MODES = ('inference', 'training')
 
 
-class NonFiniteLossError(FloatingPointError):
-  """Training produced a NaN/inf loss; the last good checkpoint is left untouched."""
+@flax.struct.dataclass
+class GANState:
+  generator: TrainState
+  discriminator: TrainState
+  ema_params: Any          # EMA of the generator's params ({} when config.ema.decay == 0)
+  augment_p: jax.Array     # float32 []: per-op augmentation probability (ADA moves it)
 
 
-def build_models(config: ml_collections.ConfigDict):
-  # config.dtype: compute dtype (float32 or bfloat16); absent in older run configs -> float32.
-  return cdcgan.build(config.model, config.data.image_size, config.data.channels, NUM_CLASSES,
-                      dtype=precision.compute_dtype(config))
+def check_layer_mode(layer_mode: str) -> str:
+  if layer_mode not in LAYER_MODES:
+    raise ValueError(f'config.model.layer_mode={layer_mode!r}: expected one of {LAYER_MODES}.')
+  return layer_mode
 
 
-def initial_state(config: ml_collections.ConfigDict, generator, discriminator) -> dict:
-  tx = gan_step.make_optimizer(config.optimizer)
-  return gan_step.create_state(
-      generator, discriminator, latent_dim=config.model.latent_dim,
-      image_size=config.data.image_size, channels=config.data.channels,
-      tx_g=tx, tx_d=gan_step.make_optimizer(config.optimizer), seed=config.seed)
+def step_randomness(g_state: TrainState, batch_size: int, latent_dim: int):
+  """(latents z [batch, latent_dim], key for dropout and augmentation) of step g_state.step."""
+  z_key, key = jax.random.split(jax.random.fold_in(g_state.rng_key, g_state.step))
+  return jax.random.normal(z_key, (batch_size, latent_dim), jnp.float32), key
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run in `workdir` was trained with (written when training starts)."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: is {workdir} a GAN training workdir?')
-  with open(path, encoding='utf-8') as f:
-    return ml_collections.ConfigDict(json.load(f))
+def latents(seed: int, indices: Any, latent_dim: int) -> jax.Array:
+  """Noise of generated image i: N(0, I) from fold_in(key(seed), i), whatever the batching."""
+  key = jax.random.key(seed)
+  return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (latent_dim,)))(
+      jnp.asarray(indices))
 
 
-def restore_generator(workdir: str, step: int | None = None):
-  """(config, generator module, generator variables, checkpoint meta) of a trained run."""
-  config = load_config(workdir)
-  generator, discriminator = build_models(config)
-  # Shapes only (jax.eval_shape): restoring needs no real initialisation, which would compile
-  # both networks' init just to overwrite the result.
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                       jax.eval_shape(lambda: initial_state(config, generator, discriminator)))
-  with Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), async_save=False) as ckpt:
-    state = ckpt.restore(state, step)
-    meta = ckpt.restore_meta(step)
-  return config, generator, state['generator'].variables, meta
+def condition_scale(config, step: Any) -> Any:
+  """Transitional conditioning: the label's weight at `step` (1 when off)."""
+  if not config.transition_steps:
+    return 1.0
+  return jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / config.transition_steps)
 
 
-def fixed_grid_inputs(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
-  """Noise and labels of the per-epoch grid: row c = class c, same noise every epoch."""
-  per_class = config.grid_per_class
-  key = jax.random.fold_in(jax.random.key(config.seed), 0x6772)  # 'gr': apart from training
-  z = jax.random.normal(key, (NUM_CLASSES * per_class, config.model.latent_dim))
-  labels = jnp.repeat(jnp.arange(NUM_CLASSES, dtype=jnp.int32), per_class)
-  return z, labels
+def _interleave(a: jax.Array, b: jax.Array) -> jax.Array:
+  """[a0, b0, a1, b1, ...]: keeps each device's rows of a and b on that device."""
+  return jnp.stack([a, b], axis=1).reshape((-1,) + a.shape[1:])
 
 
-def _check_config(config: ml_collections.ConfigDict) -> None:
-  for field in ('num_epochs', 'checkpoint_every', 'keep_checkpoints', 'grid_per_class'):
-    if config[field] < 1:
-      raise ValueError(f'config.{field}={config[field]} must be >= 1.')
-  gan_step.check_layer_mode(config.model.layer_mode)
-  if config.max_steps_per_epoch < 0:
-    raise ValueError(f'config.max_steps_per_epoch={config.max_steps_per_epoch} must be >= 0.')
+def _keras_double_update(new_stats, old_stats, momentum: float):
+  """GANForge runs G twice per step in training mode, moving BatchNorm's averages twice with
+  the same batch statistics b: r2 = m r1 + (1 - m) b with r1 = m r0 + (1 - m) b, so
+  r2 = (1 + m) r1 - m r0. Spectral-norm vectors in the same collection are left alone."""
+  def fix(path, new, old):
+    if getattr(path[-1], 'key', None) in ('mean', 'var'):
+      return (1.0 + momentum) * new - momentum * old
+    return new
+  return jax.tree_util.tree_map_with_path(fix, new_stats, old_stats)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes) in `workdir`; returns a summary of the last epoch."""
-  from braingan.data import pipeline  # pylint: disable=import-outside-toplevel  (imports TF)
-  _check_config(config)
-  mesh = parallel.make_mesh(config.num_devices or None)
-  parallel.check_global_batch(config.batch_size, mesh)
-  os.makedirs(workdir, exist_ok=True)
-  if parallel.is_main_process():
-    with open(os.path.join(workdir, CONFIG_FILE), 'w', encoding='utf-8') as f:
-      f.write(config.to_json(indent=2))
+class GANRecipe(Recipe):
+  """A class-conditional GAN (config.model.name registers the nets; configs/cgan.py)."""
+  progress_metrics = ('d_loss', 'g_loss', 'd_real', 'd_fake')
 
-  data = pipeline.load(config.data, workdir, config.seed)
-  generator, discriminator = build_models(config)
-  state = parallel.replicate(mesh, initial_state(config, generator, discriminator))
-  ckpt = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), max_to_keep=config.keep_checkpoints,
-                      save_every=config.checkpoint_every)
-  start_epoch = 0
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(state)
-    start_epoch = int(ckpt.restore_meta()['epoch'])
-    logging.info('Resumed from %s at epoch %d (train step %d).', ckpt.directory, start_epoch,
-                 int(parallel.host_local(state['generator'].step)))
-    if parallel.is_main_process():
-      print(f'Resumed at epoch {start_epoch}, train step '
-            f'{int(parallel.host_local(state["generator"].step))}.', flush=True)
+  def __init__(self, config, data=None):
+    super().__init__(config, data)
+    self.generator, self.discriminator = models.build(config)
+    self.layer_mode = check_layer_mode(config.model.layer_mode)
+    self.loss = losses.get(config.loss)
+    self.policy = augment_lib.parse_policy(config.diffaug.policy)
+    self.latent_dim = config.model.latent_dim
+    self.auxiliary = 'auxiliary' in self.discriminator.conditioning
+    # Spectral norm keeps its power-iteration vectors in 'batch_stats': D is applied mutably.
+    self.d_mutable = self.layer_mode == 'training' or self.discriminator.spectral_norm
+    self.g_mutable = self.layer_mode == 'training' or self.generator.spectral_norm
+    self._sampler = jax.jit(self._sample)
 
-  step_fn = gan_step.make_train_step(generator, discriminator, config.model.latent_dim, mesh,
-                                     config.model.layer_mode)
-  sampler = gan_step.make_sampler(generator)
-  # Replicated on the mesh like the state: with several processes every input of a jitted
-  # call must be a global array (the same values on every process).
-  grid_z, grid_labels = parallel.replicate(mesh, fixed_grid_inputs(config))
-  steps = data.steps_per_epoch(config.batch_size)
-  if config.max_steps_per_epoch:
-    steps = min(steps, config.max_steps_per_epoch)
-  if steps < 1:
-    raise ValueError(f'config.batch_size={config.batch_size} is larger than the training split '
-                     f'({data.num_examples("train")} images): no full batch per epoch.')
-  writer = MetricWriter(workdir)
-  summary: dict[str, Any] = {'start_epoch': start_epoch}
-  try:
-    for epoch in range(start_epoch, config.num_epochs):
-      scalars = _run_epoch(config, data, step_fn, state, epoch, steps, mesh)
-      state = scalars.pop('_state')
-      train_step = int(parallel.host_local(state['generator'].step))
-      writer.write_scalars(train_step, scalars, epoch=epoch + 1, split='train')
-      # Every process runs the sampler (a program over all devices needs all processes);
-      # process 0 alone writes the grid.
-      images = np.asarray(parallel.host_local(
-          sampler(state['generator'].variables, grid_z, grid_labels)))
-      if parallel.is_main_process():
-        path = os.path.join(workdir, SAMPLES_DIR, f'epoch_{epoch + 1:03d}.png')
-        save_image_grid(path, images, nrow=config.grid_per_class, row_labels=CLASSES)
-        grid = np.asarray(Image.open(path))
-        writer.write_image(train_step, 'samples', grid)
-      writer.flush()
-      ckpt.save(epoch + 1, state, metrics=scalars,
-                meta={'epoch': epoch + 1, 'train_step': train_step},
-                force=epoch + 1 == config.num_epochs)
-      summary.update(epoch=epoch + 1, train_step=train_step, **scalars)
-  finally:
-    ckpt.close()
-    writer.close()
-  summary['final_epoch'] = config.num_epochs
-  return summary
+  # ------------------------------------------------------------------------------- state
+  def init_state(self) -> GANState:
+    config = self.config
+    key = jax.random.key(config.seed)
+    # The discriminator's own key is unused by the step but must be a distinct buffer
+    # (both states are donated together).
+    init_g, init_d, step_key, d_key = jax.random.split(key, 4)
+    size, channels = config.data.image_size, config.data.channels
+    z = jnp.zeros((2, self.latent_dim), jnp.float32)
+    labels = jnp.zeros((2,), jnp.int32)
+    images = jnp.zeros((2, size, size, channels), jnp.float32)
+    g_vars = jax.jit(lambda k: self.generator.init(k, z, labels, train=False))(init_g)
+    d_vars = jax.jit(lambda k: self.discriminator.init(k, images, labels, train=False))(init_d)
+    tx = optim.direction(config.optimizer)
+    g_state = TrainState.create(params=g_vars['params'], tx=tx, rng=step_key,
+                                batch_stats=g_vars.get('batch_stats', {}))
+    d_state = TrainState.create(params=d_vars['params'], tx=tx, rng=d_key,
+                                batch_stats=d_vars.get('batch_stats', {}))
+    ema = jax.tree.map(jnp.copy, g_state.params) if config.ema.decay > 0 else {}
+    return GANState(generator=g_state, discriminator=d_state, ema_params=ema,
+                    augment_p=jnp.float32(config.diffaug.probability))
 
+  def hparams(self) -> dict[str, float]:
+    opt = self.config.optimizer
+    return {'learning_rate': opt.learning_rate,
+            'd_learning_rate': opt.d_learning_rate or opt.learning_rate}
 
-def _run_epoch(config, data, step_fn, state, epoch: int, steps: int, mesh) -> dict[str, Any]:
-  """One epoch of steps. Metrics are read one step late so the host never stalls the device."""
-  progress = Progress(steps, desc=f'epoch {epoch + 1}/{config.num_epochs}',
-                      min_interval=config.log_every_seconds)
-  sums = {name: 0.0 for name in METRIC_NAMES}
-  count = 0
-  start = time.perf_counter()
+  def inference_variables(self, state: GANState, use_ema: bool = True) -> dict:
+    """The generator's variables for sampling: its EMA weights when the run keeps them."""
+    params = state.ema_params if (use_ema and state.ema_params) else state.generator.params
+    return {'params': params, 'batch_stats': state.generator.batch_stats}
 
-  def consume(metrics, index):
-    nonlocal count
-    values = {k: float(v) for k, v in parallel.to_host(metrics).items()}
-    bad = [k for k in ('d_loss', 'g_loss') if not math.isfinite(values[k])]
-    if bad:
-      raise NonFiniteLossError(
-          f'Non-finite {", ".join(bad)} ({values}) at epoch {epoch + 1}, step {index + 1} of the '
-          f'epoch. Training stopped; the last good checkpoint (epoch <= {epoch}) is kept. '
-          'Try a lower config.optimizer.learning_rate.')
-    for k in METRIC_NAMES:
-      sums[k] += values[k]
-    count += 1
-    progress.update(1, d_loss=values['d_loss'], g_loss=values['g_loss'])
+  # -------------------------------------------------------------------------------- step
+  def _apply_d(self, params, stats, images, labels, rng, cond, update):
+    """D(images, labels) -> (logits, class logits, batch_stats after the call)."""
+    variables = {'params': params, 'batch_stats': stats}
+    kwargs = dict(train=self.layer_mode == 'training', cond_scale=cond, update_stats=update,
+                  rngs={'dropout': rng})
+    if self.d_mutable:
+      (logits, cls), new = self.discriminator.apply(variables, images, labels,
+                                                    mutable=['batch_stats'], **kwargs)
+      return logits, cls, new['batch_stats']
+    logits, cls = self.discriminator.apply(variables, images, labels, **kwargs)
+    return logits, cls, stats
 
-  pending = None
-  for index, batch in enumerate(data.train_epoch(epoch, config.batch_size)):
-    if index >= steps:
-      break
-    state, metrics = step_fn(state, parallel.shard_batch(mesh, batch))
-    if pending is not None:
-      consume(*pending)
-    pending = (metrics, index)
-  if pending is not None:
-    consume(*pending)
-  progress.close()
-  seconds = time.perf_counter() - start
-  scalars = {k: v / max(count, 1) for k, v in sums.items()}
-  scalars['steps_per_s'] = count / seconds if seconds > 0 else 0.0
-  scalars['epoch_seconds'] = seconds
-  scalars['_state'] = state
-  return scalars
+  def _score_pair(self, d_params, d_stats, real, fake, labels, rngs, cond):
+    """D on the real and the fake batch -> (logits, class logits) of each, and new stats."""
+    if self.layer_mode == 'inference':
+      # Every example is scored independently, so real and fake go through D as one batch.
+      logits, cls, stats = self._apply_d(d_params, d_stats, _interleave(real, fake),
+                                         jnp.repeat(labels, 2), rngs[0], cond, True)
+      pair = lambda x: None if x is None else x.reshape((-1, 2) + x.shape[1:])  # noqa: E731
+      logits, cls = pair(logits), pair(cls)
+      split = lambda x, i: None if x is None else x[:, i]  # noqa: E731
+      return (logits[:, 0], split(cls, 0)), (logits[:, 1], split(cls, 1)), stats
+    real_logits, real_cls, stats = self._apply_d(d_params, d_stats, real, labels, rngs[0],
+                                                 cond, True)
+    fake_logits, fake_cls, stats = self._apply_d(d_params, stats, fake, labels, rngs[1], cond,
+                                                 True)
+    return (real_logits, real_cls), (fake_logits, fake_cls), stats
+
+  def _augment(self, images, key, p):
+    return augment_lib.augment(images, key, self.policy, p) if self.policy else images
+
+  def train_step(self, state: GANState, batch: dict, hparams: dict):
+    """One discriminator update, then one generator update. Pure; the loop jits it."""
+    config = self.config
+    g, d = state.generator, state.discriminator
+    real, labels = batch['image'], batch['label']
+    z, key = step_randomness(g, real.shape[0], self.latent_dim)
+    drop_real, drop_fake, drop_g, aug_real, aug_fake, aug_g = jax.random.split(key, 6)
+    cond = condition_scale(config, g.step)
+    aux_weight = config.aux_weight * cond
+
+    def g_forward(g_params):
+      variables = {'params': g_params, 'batch_stats': g.batch_stats}
+      kwargs = dict(train=self.layer_mode == 'training', cond_scale=cond, update_stats=True)
+      if self.g_mutable:
+        fake, new = self.generator.apply(variables, z, labels, mutable=['batch_stats'],
+                                         **kwargs)
+        return fake, new['batch_stats']
+      return self.generator.apply(variables, z, labels, **kwargs), g.batch_stats
+
+    fake, g_vjp, g_stats = jax.vjp(g_forward, g.params, has_aux=True)
+    if self.layer_mode == 'training':
+      g_stats = _keras_double_update(g_stats, g.batch_stats, self.generator.bn_momentum)
+
+    def d_loss_fn(d_params):
+      real_in = self._augment(real, aug_real, state.augment_p)
+      fake_in = self._augment(jax.lax.stop_gradient(fake).astype(real.dtype), aug_fake,
+                              state.augment_p)
+      (real_logits, real_cls), (fake_logits, _), stats = self._score_pair(
+          d_params, d.batch_stats, real_in, fake_in, labels, (drop_real, drop_fake), cond)
+      loss = self.loss.discriminator(real_logits, fake_logits)
+      if self.auxiliary:
+        loss = loss + aux_weight * losses.class_cross_entropy(real_cls, labels)
+      return loss, (stats, real_logits, fake_logits, real_cls)
+
+    (d_loss, (d_stats, real_logits, fake_logits, real_cls)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(d.params)
+    d = d.apply_gradients(d_grads, hparams['d_learning_rate'], d_stats)
+
+    def g_loss_fn(images):   # through the updated discriminator
+      logits, cls, stats = self._apply_d(d.params, d.batch_stats,
+                                         self._augment(images, aug_g, state.augment_p), labels,
+                                         drop_g, cond, False)
+      loss = self.loss.generator(logits)
+      if self.auxiliary:
+        loss = loss + aux_weight * losses.class_cross_entropy(cls, labels)
+      return loss, stats
+
+    (g_loss, d_stats), d_fake_images = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+    (g_grads,) = g_vjp(d_fake_images)
+    g = g.apply_gradients(g_grads, hparams['learning_rate'], g_stats)
+    d = d.replace(batch_stats=d_stats)
+    state = state.replace(generator=g, discriminator=d,
+                          ema_params=self._ema(state.ema_params, g.params, g.step),
+                          augment_p=self._ada(state.augment_p, real_logits))
+    metrics = {'d_loss': d_loss, 'g_loss': g_loss,
+               'd_real': jnp.mean(jax.nn.sigmoid(real_logits)),   # mean D(x)
+               'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits))}   # mean D(G(z)) before D's update
+    if self.auxiliary:
+      metrics['d_class_acc'] = jnp.mean(jnp.argmax(real_cls, -1) == labels)
+    if config.diffaug.ada_target > 0:
+      metrics['augment_p'] = state.augment_p
+      metrics['real_sign'] = jnp.mean(jnp.sign(real_logits))
+    return state, metrics
+
+  def _ema(self, ema, params, step):
+    ema_cfg = self.config.ema
+    if ema_cfg.decay <= 0:
+      return ema
+    decay = jnp.where(step <= ema_cfg.start_step, 0.0, ema_cfg.decay)
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+  def _ada(self, p, real_logits):
+    diffaug = self.config.diffaug
+    if diffaug.ada_target <= 0 or not self.policy:
+      return p
+    return augment_lib.ada_update(p, real_logits, diffaug.ada_target, diffaug.ada_kimg * 1000.0)
+
+  # ---------------------------------------------------------------------------- sampling
+  def _sample(self, variables, z, labels, cond):
+    return self.generator.apply(variables, z, labels, train=False, cond_scale=cond)
+
+  def sample(self, variables, z, labels, step: int) -> np.ndarray:
+    """Images in [-1, 1] for (z, labels) with the generator's variables (jitted; any process
+    count: call it on every process)."""
+    inputs = (z, labels, jnp.float32(condition_scale(self.config, step)))
+    if self.mesh is not None:   # several processes: every input must be a global array
+      inputs = parallel.replicate(self.mesh, inputs)
+    return np.asarray(parallel.host_local(self._sampler(variables, *inputs)))
+
+  def grid_inputs(self) -> tuple[jax.Array, jax.Array]:
+    """Noise and labels of the per-epoch grid: row c = class c, same noise every epoch."""
+    per_class = self.config.grid_per_class
+    z = latents(self.config.seed + 0x6772, np.arange(NUM_CLASSES * per_class), self.latent_dim)
+    return z, jnp.repeat(jnp.arange(NUM_CLASSES, dtype=jnp.int32), per_class)
+
+  def on_epoch_end(self, state: GANState, epoch: int, run, writer) -> dict[str, float]:
+    step = int(parallel.host_local(state.generator.step))
+    variables = self.inference_variables(state)
+    z, labels = self.grid_inputs()
+    pictures = self.sample(variables, z, labels, step)
+    if distributed.is_main_process():
+      pixels = images_lib.grid(pictures, self.config.grid_per_class, row_labels=CLASSES)
+      images_lib.save_png(run.sample_grid(epoch), pixels)
+      writer.write_image(step, 'samples', pixels)
+    judge = self.config.judge
+    if judge.run_dir and (epoch % judge.every_epochs == 0 or epoch == self.config.epochs):
+      from braingan.eval import conditioning  # pylint: disable=import-outside-toplevel
+      return conditioning.during_training(self, variables, step, epoch)
+    return {}

@@ -43,7 +43,17 @@ def scale_by_keras_adam(b1: float = 0.9, b2: float = 0.999,
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def keras_adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
-               eps: float = 1e-7) -> optax.GradientTransformation:
-  """`keras.optimizers.Adam(learning_rate, beta_1=b1, beta_2=b2, epsilon=eps)`."""
-  return optax.chain(scale_by_keras_adam(b1, b2, eps), optax.scale(-learning_rate))
+def direction(opt_cfg, field: str = 'config.optimizer') -> optax.GradientTransformation:
+  """The update direction named by `config.optimizer` (the learning rate is applied by the step).
+
+  Only 'adam' (Keras's, above) exists today; another optimizer is one more branch here.
+  """
+  if opt_cfg.name != 'adam':
+    raise ValueError(f"{field}.name={opt_cfg.name!r}: expected 'adam'.")
+  if not 0.0 <= opt_cfg.beta1 < 1.0:
+    raise ValueError(f'{field}.beta1={opt_cfg.beta1} must be in [0, 1).')
+  if not 0.0 <= opt_cfg.beta2 < 1.0:
+    raise ValueError(f'{field}.beta2={opt_cfg.beta2} must be in [0, 1).')
+  if opt_cfg.epsilon <= 0:
+    raise ValueError(f'{field}.epsilon={opt_cfg.epsilon} must be > 0.')
+  return scale_by_keras_adam(opt_cfg.beta1, opt_cfg.beta2, opt_cfg.epsilon)

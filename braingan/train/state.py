@@ -50,9 +50,18 @@ class TrainState:
                batch_stats={} if batch_stats is None else batch_stats,
                opt_state=tx.init(params), rng=_raw_key_data(rng), tx=tx)
 
-  def apply_gradients(self, grads: Any, new_batch_stats: Any = None) -> 'TrainState':
-    """One optimizer update; step + 1. `new_batch_stats=None` keeps the old statistics."""
+  def apply_gradients(self, grads: Any, learning_rate: Any = None,
+                      new_batch_stats: Any = None) -> 'TrainState':
+    """One optimizer update; step + 1. `new_batch_stats=None` keeps the old statistics.
+
+    `tx` gives the update direction (braingan.train.optim: Adam's scaling without the learning
+    rate); with `learning_rate` the step is `-learning_rate * update`, so the rate can be a
+    traced argument of the jitted step (changing it never recompiles). Without it, `tx` is
+    taken to include the rate (any optax optimizer).
+    """
     updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+    if learning_rate is not None:
+      updates = jax.tree.map(lambda u: -learning_rate * u, updates)
     params = optax.apply_updates(self.params, updates)
     batch_stats = self.batch_stats if new_batch_stats is None else new_batch_stats
     return self.replace(step=self.step + 1, params=params, batch_stats=batch_stats,

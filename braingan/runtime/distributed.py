@@ -30,20 +30,15 @@ from __future__ import annotations
 import dataclasses
 import logging as std_logging
 import os
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Mapping
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
-import ml_collections
 
 ENV_COORDINATOR = 'BRAINGAN_COORDINATOR'
 ENV_NUM_PROCESSES = 'BRAINGAN_NUM_PROCESSES'
 ENV_PROCESS_ID = 'BRAINGAN_PROCESS_ID'
 ENV_CLUSTER_DETECTION = 'BRAINGAN_CLUSTER_DETECTION'
-
-_T = TypeVar('_T')
-
 
 def define_flags(flag_values: Any = None) -> None:
   """Defines --coordinator_address, --num_processes, --process_id (absl) for a script.
@@ -63,17 +58,6 @@ def define_flags(flag_values: Any = None) -> None:
                        flag_values=flag_values)
   flags.DEFINE_integer('process_id', -1, 'This process, 0..num_processes-1.',
                        flag_values=flag_values)
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The `distributed` sub-config a training config may embed (all off by default)."""
-  cfg = ml_collections.ConfigDict()
-  cfg.coordinator_address = ''   # host:port of process 0, reachable from every process.
-  cfg.num_processes = 0          # 0 = not set.
-  cfg.process_id = -1            # -1 = not set.
-  cfg.cluster_detection = 'auto'  # 'auto': let JAX detect SLURM/MPI/TPU; 'off': never.
-  cfg.initialization_timeout = 300  # Seconds to wait for every process to join.
-  return cfg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +182,7 @@ def initialize(config: Any = None, environ: Mapping[str, str] | None = None) -> 
   if _backends_initialized():
     raise RuntimeError(
         f'Distributed settings found ({settings.source}) but JAX already started its '
-        'devices in this process; call braingan.train.distributed.initialize() before any '
+        'devices in this process; call braingan.runtime.distributed.initialize() before any '
         'other JAX call.')
   if str(jax.config.jax_cpu_collectives_implementation or 'none') == 'none':
     # Without collectives, CPU processes cannot all-reduce across hosts.
@@ -219,24 +203,13 @@ def is_main_process() -> bool:
   return jax.process_index() == 0
 
 
-def on_main_process(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
-  """Calls fn(*args, **kwargs) on process 0 only (returns None elsewhere).
-
-  For writes to a shared file system (PNG grids, JSON reports, generated images). Do NOT
-  use it around anything collective (Checkpointer.save, gather_to_host, a jitted step on
-  global arrays): every process must take part in those or the run deadlocks.
-  """
-  if is_main_process():
-    return fn(*args, **kwargs)
-  return None
-
-
 def sync(name: str) -> None:
   """Barrier: every process waits here until all reach the same `name` (no-op alone).
 
-  E.g. process 0 writes files, then everybody syncs before anyone reads them.
+  E.g. process 0 prepares the data, then everybody syncs before anyone reads it.
   """
   if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(name)
 
 

@@ -67,11 +67,6 @@ def compute_dtype(config: Any = None, field: str = 'config.dtype') -> jnp.dtype:
   return jnp.dtype(name)
 
 
-def is_mixed(dtype: Any) -> bool:
-  """True when compute runs below float32 (params and statistics still float32)."""
-  return jnp.dtype(dtype) != jnp.dtype(jnp.float32)
-
-
 def layer_kwargs(dtype: Any) -> dict[str, Any]:
   """Keyword arguments for flax.linen Conv/Dense/BatchNorm/ConvTranspose under the policy."""
   return {'dtype': jnp.dtype(dtype), 'param_dtype': PARAM_DTYPE}
@@ -101,15 +96,3 @@ def float_dtypes(tree: Any) -> dict[str, str]:
     if _is_floating(leaf):
       out[jax.tree_util.keystr(path)] = jnp.dtype(leaf.dtype).name
   return out
-
-
-def check_float32(tree: Any, what: str = 'params') -> None:
-  """Raises TypeError naming the first floating leaf that is not float32.
-
-  Guards the policy's invariant: whatever the compute dtype, what is stored and updated
-  (params, optimizer state, batch_stats) stays float32.
-  """
-  for path, name in float_dtypes(tree).items():
-    if name != 'float32':
-      raise TypeError(f'{what}{path} is {name}; the precision policy keeps {what} float32 '
-                      '(set param_dtype=jnp.float32 on the layer).')

@@ -12,7 +12,7 @@ Typical use:
   state = parallel.replicate(mesh, state)
   step = jax.jit(train_step, in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl),
                  donate_argnums=0)
-  for host_batch in data.train_epoch(...):    # this process's share of the global batch
+  for host_batch in batches:    # this process's share of the global batch
     state, metrics = step(state, parallel.shard_batch(mesh, host_batch), rng)
 """
 from __future__ import annotations
@@ -25,27 +25,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 DATA_AXIS = 'data'
-
-
-def maybe_initialize_distributed(coordinator_address: str = '', num_processes: int = 0,
-                                 process_id: int = -1) -> bool:
-  """Calls `jax.distributed.initialize` when a coordinator address is given.
-
-  Must run before any other JAX call that touches devices. With an empty address this falls
-  back to the environment / cluster detection of `braingan.train.distributed.initialize`
-  (single process when there is none), so scripts can always call it with their flag values.
-  Returns True when this process is part of a multi-process run.
-  """
-  from braingan.train import distributed  # pylint: disable=g-import-not-at-top
-  settings = distributed.initialize({'coordinator_address': coordinator_address,
-                                     'num_processes': num_processes,
-                                     'process_id': process_id})
-  return settings.is_distributed
-
-
-def is_main_process() -> bool:
-  """True on process 0: the one that logs, writes metrics and images."""
-  return jax.process_index() == 0
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

@@ -1,0 +1,102 @@
+"""Trained models for readers: restore only the variables inference needs, and only read.
+
+Evaluation, generation, export and the app load runs through here. Nothing is written to the
+run directory (braingan/train/checkpoint.CheckpointReader), no optimizer is rebuilt: the
+restore target is the shape of the model's own variables (jax.eval_shape of its init), and only
+those leaves are read from the checkpoint.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from braingan import models
+from braingan.run_dir import RunDir
+
+
+def _variable_shapes(module, *args, **kwargs) -> dict:
+  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
+  return {k: v for k, v in shapes.items() if k in ('params', 'batch_stats')}
+
+
+class Classifier:
+  """A trained classifier: probabilities, penultimate features, and its module/variables.
+
+  `probs(images)` and `features(images)` take float32 [B, H, W, C] in [-1, 1] (the one
+  preprocessing, braingan/data/decode.py) and return numpy arrays.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, module: Any, variables: dict,
+               meta: dict | None = None):
+    self.config, self.module, self.variables, self.meta = config, module, variables, meta or {}
+    self.image_size = int(config.data.image_size)
+    self.channels = int(config.data.channels)
+    self._probs = jax.jit(lambda v, x: jax.nn.softmax(module.apply(v, x, train=False), -1))
+    self._features = jax.jit(lambda v, x: module.apply(v, x, train=False, output='features'))
+
+  def probs(self, images: Any) -> np.ndarray:
+    return np.asarray(self._probs(self.variables, jnp.asarray(images, jnp.float32)))
+
+  def features(self, images: Any) -> np.ndarray:
+    return np.asarray(self._features(self.variables, jnp.asarray(images, jnp.float32)))
+
+  __call__ = probs
+
+
+def load_classifier(workdir: str, which: str = 'best') -> Classifier:
+  """The classifier of a finished run: its best checkpoint, or 'latest'."""
+  run = RunDir(workdir)
+  config = run.read_config()
+  module = models.build(config)
+  size, channels = config.data.image_size, config.data.channels
+  target = _variable_shapes(module, jnp.zeros((1, size, size, channels), jnp.float32))
+  reader = run.reader()
+  best = which == 'best'
+  variables = reader.restore(target, best=best)
+  return Classifier(config, module, variables, reader.meta(best=best))
+
+
+class Generator:
+  """A trained generator: `sample(z, labels)` -> float32 images [B, H, W, C] in [-1, 1]."""
+
+  def __init__(self, config: ml_collections.ConfigDict, module: Any, variables: dict,
+               step: int, meta: dict | None = None):
+    self.config, self.module, self.variables, self.meta = config, module, variables, meta or {}
+    self.step = int(step)
+    self.latent_dim = int(config.model.latent_dim)
+    from braingan.train import gan  # pylint: disable=import-outside-toplevel
+    cond = jnp.float32(gan.condition_scale(config, self.step))
+    self._sample = jax.jit(lambda v, z, y: module.apply(v, z, y, train=False, cond_scale=cond))
+
+  def sample(self, z: Any, labels: Any) -> np.ndarray:
+    return np.asarray(self._sample(self.variables, jnp.asarray(z, jnp.float32),
+                                   jnp.asarray(labels, jnp.int32)))
+
+  def latents(self, seed: int, indices: Any) -> jax.Array:
+    from braingan.train import gan  # pylint: disable=import-outside-toplevel
+    return gan.latents(seed, indices, self.latent_dim)
+
+
+def load_generator(workdir: str, step: int | None = None, use_ema: bool = True) -> Generator:
+  """The generator of a GAN run at `step` (default: the latest), its EMA weights if it kept
+  them (and use_ema)."""
+  run = RunDir(workdir)
+  config = run.read_config()
+  generator, _ = models.build(config)
+  shapes = _variable_shapes(generator, jnp.zeros((1, config.model.latent_dim), jnp.float32),
+                            jnp.zeros((1,), jnp.int32), train=False)
+  target = {'generator': {**shapes, 'step': jax.ShapeDtypeStruct((), jnp.int32)}}
+  ema = use_ema and config.ema.decay > 0
+  if ema:
+    target['ema_params'] = shapes['params']
+  reader = run.reader()
+  restored = reader.restore(target, step)
+  variables = dict(restored['generator'])
+  train_step = int(variables.pop('step'))
+  if ema:
+    variables['params'] = restored['ema_params']
+  return Generator(config, generator, variables, train_step, reader.meta(step))

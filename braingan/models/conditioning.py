@@ -1,0 +1,98 @@
+"""Ways a label enters a GAN: a label plane, class-conditional BatchNorm, projection, AC head.
+
+Each piece takes `scale` (0..1), the strength of the label's influence, so transitional
+conditioning (Shahbazi et al. 2022, "Collapse by conditioning") can start a GAN unconditional and
+blend the label in; scale = 1 is the ordinary conditional model.
+
+- `LabelPlane` (GANForge, both nets): label -> Embedding -> Dense(H*W) -> one extra channel.
+- `ConditionalBatchNorm` (generator): BatchNorm without its own affine, then a per-class gain
+  and bias (Dumoulin et al. 2017; de Vries et al. 2017), gain = 1 + scale * delta_y.
+- `projection` (discriminator, Miyato & Koyama 2018): logit += scale * <embed(y), phi(x)>.
+- `AuxiliaryHead` (discriminator, AC-GAN, Odena et al. 2017): class logits from phi(x); the step
+  adds their cross-entropy to both losses.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+GLOROT = nn.initializers.glorot_uniform()          # Keras default for Dense/Conv
+_KERAS_EMBED = nn.initializers.uniform(scale=0.1)  # Keras Embedding: U(-0.05, 0.05) ...
+
+GENERATOR_MODES = ('concat', 'cbn')
+DISCRIMINATOR_PARTS = ('concat', 'projection', 'auxiliary')
+
+
+def keras_embed_init(key, shape, dtype=jnp.float32):
+  return _KERAS_EMBED(key, shape, dtype) - 0.05      # ... shifted to be centred on 0
+
+
+def discriminator_parts(spec: str, field: str = 'config.model.d_conditioning') -> frozenset:
+  """'projection' or 'projection+auxiliary' -> the set of parts; an error names the field."""
+  parts = frozenset(p.strip() for p in spec.split('+') if p.strip())
+  unknown = sorted(parts - set(DISCRIMINATOR_PARTS))
+  if not parts or unknown:
+    raise ValueError(f'{field}={spec!r}: expected one or more of {DISCRIMINATOR_PARTS} '
+                     "joined by '+'.")
+  return parts
+
+
+class LabelPlane(nn.Module):
+  """Label -> Embedding -> Dense(H*W) -> one extra [H, W, 1] image channel."""
+  num_classes: int
+  embed_dim: int
+  height: int
+  width: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, labels: jax.Array, scale: Any = 1.0) -> jax.Array:
+    e = nn.Embed(self.num_classes, self.embed_dim, embedding_init=keras_embed_init,
+                 dtype=self.dtype)(labels)
+    plane = nn.Dense(self.height * self.width, kernel_init=GLOROT, dtype=self.dtype)(e)
+    return plane.reshape(labels.shape[0], self.height, self.width, 1) * scale
+
+
+class ConditionalBatchNorm(nn.Module):
+  """BatchNorm (no affine of its own) followed by a per-class gain and bias.
+
+  The gain and bias tables start at 1 and 0, so at initialisation this is plain BatchNorm.
+  """
+  num_classes: int
+  use_running_average: bool
+  momentum: float = 0.99
+  epsilon: float = 1e-3
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, labels: jax.Array, scale: Any = 1.0) -> jax.Array:
+    x = nn.BatchNorm(use_running_average=self.use_running_average, momentum=self.momentum,
+                     epsilon=self.epsilon, use_scale=False, use_bias=False, dtype=self.dtype,
+                     param_dtype=jnp.float32, name='bn')(x)
+    features = x.shape[-1]
+    gain = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.zeros,
+                    name='gain')(labels)
+    bias = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.zeros,
+                    name='bias')(labels)
+    gain = (1.0 + scale * gain)[:, None, None, :].astype(x.dtype)
+    bias = (scale * bias)[:, None, None, :].astype(x.dtype)
+    return x * gain + bias
+
+
+def projection(features: jax.Array, labels: jax.Array, num_classes: int, scale: Any = 1.0,
+               name: str = 'projection') -> jax.Array:
+  """<embed(y), phi(x)> per example; call inside a compact module (it creates the Embed)."""
+  embed = nn.Embed(num_classes, features.shape[-1], embedding_init=GLOROT, name=name)(labels)
+  return scale * jnp.sum(embed.astype(features.dtype) * features, axis=-1)
+
+
+class AuxiliaryHead(nn.Module):
+  """phi(x) -> class logits [B, num_classes] (float32, for the cross-entropy)."""
+  num_classes: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: jax.Array) -> jax.Array:
+    return nn.Dense(self.num_classes, kernel_init=GLOROT, dtype=self.dtype)(features).astype(
+        jnp.float32)

@@ -1,0 +1,57 @@
+"""Adversarial losses by name (config.loss): a discriminator loss and a generator loss each.
+
+Both take raw logits (float32). Adding a loss: two functions and one line in LOSSES.
+- 'bce': GANForge's non-saturating GAN. D minimises (BCE(D(x), 1) + BCE(D(G(z)), 0)) / 2 (Keras
+  averages the two terms), G minimises BCE(D(G(z)), 1) = -log sigmoid(D(G(z))).
+- 'hinge' (Lim & Ye 2017; Miyato et al. 2018): D minimises E[relu(1 - D(x))] + E[relu(1 + D(G(z)))],
+  G minimises -E[D(G(z))].
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class AdversarialLoss(NamedTuple):
+  discriminator: Callable[[jax.Array, jax.Array], jax.Array]   # (real logits, fake logits)
+  generator: Callable[[jax.Array], jax.Array]                  # (fake logits)
+
+
+def _bce(logits: jax.Array, target: float) -> jax.Array:
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, target)))
+
+
+def bce_discriminator(real: jax.Array, fake: jax.Array) -> jax.Array:
+  return 0.5 * (_bce(real, 1.0) + _bce(fake, 0.0))
+
+
+def bce_generator(fake: jax.Array) -> jax.Array:
+  return _bce(fake, 1.0)
+
+
+def hinge_discriminator(real: jax.Array, fake: jax.Array) -> jax.Array:
+  return jnp.mean(jax.nn.relu(1.0 - real)) + jnp.mean(jax.nn.relu(1.0 + fake))
+
+
+def hinge_generator(fake: jax.Array) -> jax.Array:
+  return -jnp.mean(fake)
+
+
+LOSSES = {
+    'bce': AdversarialLoss(bce_discriminator, bce_generator),
+    'hinge': AdversarialLoss(hinge_discriminator, hinge_generator),
+}
+
+
+def get(name: str) -> AdversarialLoss:
+  if name not in LOSSES:
+    raise ValueError(f'config.loss={name!r}: expected one of {sorted(LOSSES)}.')
+  return LOSSES[name]
+
+
+def class_cross_entropy(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy of an auxiliary classifier head (AC-GAN)."""
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, labels))

@@ -1,0 +1,175 @@
+"""GAN options against their formulas: losses, projection, auxiliary head, conditional BN,
+spectral norm, DiffAugment/ADA, EMA, transitional conditioning; and the variants' step runs."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from braingan.models import cdcgan, conditioning
+from braingan.train import augment, gan, losses
+from tests.test_train_gan import _batch, tiny_config, trainer_for
+
+RNG = np.random.default_rng(0)
+
+
+def test_losses_match_their_formulas():
+  real = jnp.asarray(RNG.normal(size=16), jnp.float32)
+  fake = jnp.asarray(RNG.normal(size=16), jnp.float32)
+  hinge = losses.get('hinge')
+  np.testing.assert_allclose(hinge.discriminator(real, fake),
+                             np.mean(np.maximum(0, 1 - real)) + np.mean(np.maximum(0, 1 + fake)),
+                             rtol=1e-6)
+  np.testing.assert_allclose(hinge.generator(fake), -np.mean(fake), rtol=1e-6)
+  bce = losses.get('bce')
+  sig = lambda x: 1 / (1 + np.exp(-np.asarray(x, np.float64)))  # noqa: E731
+  want_d = 0.5 * (-np.mean(np.log(sig(real))) - np.mean(np.log(1 - sig(fake))))
+  np.testing.assert_allclose(bce.discriminator(real, fake), want_d, rtol=1e-5)
+  np.testing.assert_allclose(bce.generator(fake), -np.mean(np.log(sig(fake))), rtol=1e-5)
+  with pytest.raises(ValueError, match='config.loss'):
+    losses.get('wgan')
+
+
+def test_auxiliary_cross_entropy_by_hand():
+  logits = RNG.normal(size=(6, 4)).astype(np.float32)
+  labels = np.array([0, 1, 2, 3, 0, 2])
+  logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  np.testing.assert_allclose(losses.class_cross_entropy(jnp.asarray(logits), labels),
+                             -np.mean(logp[np.arange(6), labels]), rtol=1e-5)
+
+
+def _discriminator(parts, **kwargs):
+  return cdcgan.Discriminator(image_size=32, widths=(8, 8, 8, 8, 8), embed_dim=4,
+                              conditioning=conditioning.discriminator_parts(parts), **kwargs)
+
+
+def test_projection_logit_equals_its_formula():
+  d = _discriminator('projection')
+  x = jnp.asarray(RNG.uniform(-1, 1, (3, 32, 32, 1)), jnp.float32)
+  y = jnp.array([0, 2, 3])
+  variables = d.init(jax.random.key(0), x, y, train=False)
+  features = []
+
+  def record(next_fun, args, kwargs, context):   # phi(x): what Dense_0 sees
+    if context.module.name == 'Dense_0':
+      features.append(args[0])
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    logits, class_logits = d.apply(variables, x, y, train=False)
+  assert class_logits is None and 'LabelPlane_0' not in variables['params']
+  phi = np.asarray(features[0])
+  p = variables['params']
+  psi = phi @ np.asarray(p['Dense_0']['kernel'])[:, 0] + np.asarray(p['Dense_0']['bias'])[0]
+  embed = np.asarray(p['projection']['embedding'])[np.asarray(y)]
+  np.testing.assert_allclose(logits, psi + np.sum(embed * phi, -1), rtol=1e-4, atol=1e-5)
+  # Half-way through a transition the label's term is halved.
+  half, _ = d.apply(variables, x, y, train=False, cond_scale=0.5)
+  np.testing.assert_allclose(half, psi + 0.5 * np.sum(embed * phi, -1), rtol=1e-4, atol=1e-5)
+
+
+def test_auxiliary_head_gives_class_logits():
+  d = _discriminator('projection+auxiliary')
+  x = jnp.zeros((2, 32, 32, 1))
+  variables = d.init(jax.random.key(0), x, jnp.array([0, 1]), train=False)
+  logits, class_logits = d.apply(variables, x, jnp.array([0, 1]), train=False)
+  assert logits.shape == (2,) and class_logits.shape == (2, 4)
+  with pytest.raises(ValueError, match='config.model.d_conditioning'):
+    conditioning.discriminator_parts('projection+magic')
+
+
+def test_conditional_batchnorm_is_a_per_class_affine():
+  cbn = conditioning.ConditionalBatchNorm(num_classes=4, use_running_average=True, epsilon=0.0)
+  x = jnp.asarray(RNG.normal(size=(4, 2, 2, 3)), jnp.float32)
+  labels = jnp.array([0, 1, 2, 3])
+  variables = cbn.init(jax.random.key(0), x, labels)
+  np.testing.assert_allclose(cbn.apply(variables, x, labels), x, atol=1e-6)   # starts as BN
+  gain = RNG.normal(size=(4, 3)).astype(np.float32)
+  bias = RNG.normal(size=(4, 3)).astype(np.float32)
+  params = {'gain': {'embedding': gain}, 'bias': {'embedding': bias}}
+  out = cbn.apply({**variables, 'params': params}, x, labels)
+  want = np.asarray(x) * (1 + gain[:, None, None, :]) + bias[:, None, None, :]
+  np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_spectral_norm_estimate_matches_svd():
+  d = _discriminator('concat', spectral_norm=True, norm='none')
+  x = jnp.asarray(RNG.uniform(-1, 1, (2, 32, 32, 1)), jnp.float32)
+  y = jnp.array([0, 1])
+  variables = d.init(jax.random.key(0), x, y, train=False)
+  stats = variables['batch_stats']
+  for _ in range(30):   # power iterations, one per training call
+    _, new = d.apply({**variables, 'batch_stats': stats}, x, y, train=False, update_stats=True,
+                     mutable=['batch_stats'])
+    stats = new['batch_stats']
+  kernel = np.asarray(variables['params']['conv1']['kernel'])
+  top = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+  np.testing.assert_allclose(stats['conv1_sn']['conv1/kernel/sigma'], top, rtol=1e-3)
+
+
+def test_augmentation_pairs_gradients_identity_and_flip_direction():
+  x = jnp.asarray(RNG.uniform(-1, 1, (4, 16, 16, 1)), jnp.float32)
+  ops = augment.parse_policy('translation,cutout,brightness,contrast,flip')
+  key = jax.random.key(3)
+  a = augment.augment(x, key, ops)
+  np.testing.assert_array_equal(a, augment.augment(x, key, ops))      # same key: same params
+  fake = x[::-1]
+  paired = augment.augment(fake, key, ('translation',))
+  shifted = augment.augment(x, key, ('translation',))
+  # Same shifts on a different pair of batches: the mask of filled (-1) pixels is identical.
+  np.testing.assert_array_equal(paired == -1, shifted == -1)
+  assert not np.allclose(a, x)
+  np.testing.assert_array_equal(augment.augment(x, key, ops, p=0.0), x)   # strength 0
+  grad = jax.grad(lambda im: jnp.sum(augment.augment(im, key, ops) ** 2))(x)
+  assert np.abs(np.asarray(grad)).sum() > 0                                # gradient flows
+  flipped = augment.augment(x, key, ('flip',), p=1.0)
+  np.testing.assert_array_equal(flipped, x[:, :, ::-1])                     # left-right only
+  classic = augment.classic(x, key)
+  assert classic.shape == x.shape and float(classic.min()) >= -1 and float(classic.max()) <= 1
+  with pytest.raises(ValueError, match='config.diffaug.policy'):
+    augment.parse_policy('translation,hue')
+
+
+def test_ada_moves_probability_the_right_way():
+  p = jnp.float32(0.3)
+  confident = jnp.full(32, 5.0)      # D says "real" to every real image: overfitting
+  unsure = jnp.full(32, -1.0)
+  assert float(augment.ada_update(p, confident, 0.6, 1000.0)) == pytest.approx(0.3 + 0.032)
+  assert float(augment.ada_update(p, unsure, 0.6, 1000.0)) == pytest.approx(0.3 - 0.032)
+  assert float(augment.ada_update(jnp.float32(0.0), unsure, 0.6, 1000.0)) == 0.0
+
+
+def test_ema_update_matches_its_formula_and_transition_scale():
+  config = tiny_config(**{'ema.decay': 0.9, 'ema.start_step': 2})
+  recipe = gan.GANRecipe(config)
+  ema = {'w': jnp.full(3, 1.0)}
+  params = {'w': jnp.full(3, 3.0)}
+  np.testing.assert_allclose(recipe._ema(ema, params, jnp.int32(2))['w'], 3.0)   # copy
+  np.testing.assert_allclose(recipe._ema(ema, params, jnp.int32(5))['w'], 0.9 * 1 + 0.1 * 3)
+  config.transition_steps = 100
+  assert float(gan.condition_scale(config, 25)) == pytest.approx(0.25)
+  assert float(gan.condition_scale(config, 500)) == 1.0
+
+
+@pytest.mark.parametrize('overrides', [
+    {'model.d_conditioning': 'projection', 'model.g_conditioning': 'cbn', 'loss': 'hinge',
+     'model.spectral_norm': 'd', 'model.d_norm': 'none', 'ema.decay': 0.99,
+     'diffaug.policy': 'translation,cutout', 'diffaug.probability': 0.0,
+     'diffaug.ada_target': 0.6, 'optimizer.d_learning_rate': 4e-4, 'transition_steps': 4},
+    {'model.d_conditioning': 'auxiliary', 'model.layer_mode': 'training',
+     'model.spectral_norm': 'gd', 'diffaug.policy': 'translation,brightness,contrast,flip'},
+])
+def test_variant_steps_learn_and_report(overrides):
+  trainer = trainer_for(tiny_config(**overrides))
+  state = trainer.initial_state()
+  for i in range(3):
+    state, metrics = trainer.step(state, _batch(trainer.recipe.config, 8, seed=i))
+  values = {k: float(v) for k, v in metrics.items()}
+  assert all(np.isfinite(list(values.values())))
+  if 'ema.decay' in overrides:
+    ema, params = state.ema_params, state.generator.params
+    assert jax.tree.structure(ema) == jax.tree.structure(params)
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(ema), jax.tree.leaves(params)))
+    assert 0.0 <= values['augment_p'] <= 1.0 and 'real_sign' in values
+  if overrides.get('model.d_conditioning') == 'auxiliary':
+    assert 0.0 <= values['d_class_acc'] <= 1.0
