@@ -102,10 +102,14 @@ def classify_tab(service, error: str | None) -> None:
     pred = service.predict(upload.getvalue(), upload.name)
   except decode.ImageError as e:
     st.error(f'Cannot use "{upload.name}": {e.reason}. Please upload a brain MRI slice as '
-             'JPEG or PNG.')
+             'JPEG, PNG, BMP or TIFF.')
+    return
+  except serve.BusyError as e:
+    st.warning(str(e))
     return
   except Exception as e:  # pylint: disable=broad-except  (keep the page usable; say what failed)
-    st.error(f'Could not classify "{upload.name}": {type(e).__name__}: {e}')
+    st.error(f'Could not classify "{upload.name}" ({type(e).__name__}). The app is still '
+             'running; try another file.')
     return
   size = service.data_cfg.image_size
   left, middle, right = st.columns([1, 1, 1.2])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import threading
 import time
 from typing import Any, Callable
 
@@ -30,6 +31,13 @@ from braingan.data import decode
 
 DICOM_SUFFIXES = ('.dcm', '.dicom')
 MAX_SAMPLES = 16  # Images per generator request (the app offers 4, 8 or 16).
+# What one upload may cost. Formats are Pillow's names; anything else is refused unread.
+UPLOAD_FORMATS = ('PNG', 'JPEG', 'BMP', 'TIFF')
+UPLOAD_SUFFIXES = ('png', 'jpg', 'jpeg', 'bmp', 'tif', 'tiff')
+MAX_UPLOAD_MB = 20                        # also server.maxUploadSize in .streamlit/config.toml
+MAX_DECODE_BYTES = 64 * 2**20             # decoded size, checked from the header first
+MAX_CONCURRENT_PREDICTIONS = 2            # more requests wait; each holds a few hundred MB
+BUSY_TIMEOUT_S = 60.0
 
 
 def dicom_available() -> bool:
@@ -42,8 +50,12 @@ def dicom_available() -> bool:
 
 def upload_types() -> list[str]:
   """File suffixes the uploader accepts; DICOM only when pydicom can read it."""
-  types = ['jpg', 'jpeg', 'png']
+  types = list(UPLOAD_SUFFIXES)
   return types + ['dcm', 'dicom'] if dicom_available() else types
+
+
+class BusyError(RuntimeError):
+  """Too many predictions at once; the request should be retried."""
 
 
 class CheckpointError(RuntimeError):
@@ -79,7 +91,8 @@ def _dicom_to_png(data: bytes, name: str) -> bytes:
     pixels = ds.pixel_array
   except Exception as e:  # pydicom raises many types for bad files.
     raise decode.ImageError(name, f'not a readable DICOM file ({e})') from None
-  if int(getattr(ds, 'Rows', 0)) * int(getattr(ds, 'Columns', 0)) > decode.MAX_PIXELS:
+  frames = int(getattr(ds, 'NumberOfFrames', 1) or 1)
+  if int(getattr(ds, 'Rows', 0)) * int(getattr(ds, 'Columns', 0)) * frames * 8 > MAX_DECODE_BYTES:
     raise decode.ImageError(name, 'image too large')
   return dicom_pixels_to_png(pixels, getattr(ds, 'PhotometricInterpretation', '') == 'MONOCHROME1')
 
@@ -94,8 +107,11 @@ def preprocess_upload(data: bytes, name: str, data_cfg) -> np.ndarray:
       raise decode.ImageError(name, 'DICOM files need the pydicom package, which is not '
                               'installed; export the slice as PNG or JPEG')
     data = _dicom_to_png(data, name)
+  if len(data) > MAX_UPLOAD_MB * 2**20:
+    raise decode.ImageError(name, f'file larger than {MAX_UPLOAD_MB} MB')
   try:
-    return decode.preprocess_file(bytes(data), data_cfg)
+    return decode.preprocess_file(bytes(data), data_cfg, max_bytes=MAX_DECODE_BYTES,
+                                  formats=UPLOAD_FORMATS)
   except decode.ImageError as e:
     raise decode.ImageError(name, e.reason) from None
 
@@ -160,6 +176,7 @@ class ClassifierService:
   def __init__(self, workdir: str):
     from braingan import inference  # pylint: disable=g-import-not-at-top
     self.workdir = workdir
+    self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_PREDICTIONS)
     self.model = inference.load_classifier(workdir)
     self.config = self.model.config
     self.data_cfg = self.config.data
@@ -180,7 +197,16 @@ class ClassifierService:
                                     jnp.int32(class_index)))
 
   def predict(self, data: bytes, name: str = '<upload>') -> Prediction:
-    """Raises decode.ImageError for anything that is not a usable image."""
+    """Raises decode.ImageError for anything that is not a usable image, BusyError when
+    MAX_CONCURRENT_PREDICTIONS requests are already running for BUSY_TIMEOUT_S."""
+    if not self._slots.acquire(timeout=BUSY_TIMEOUT_S):
+      raise BusyError('The classifier is busy with other requests; please try again.')
+    try:
+      return self._predict(data, name)
+    finally:
+      self._slots.release()
+
+  def _predict(self, data: bytes, name: str) -> Prediction:
     t0 = time.perf_counter()
     image = preprocess_upload(data, name, self.data_cfg)
     probs = self.model.probs(image[None])[0]

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -25,6 +26,7 @@ from braingan.data import CLASSES, decode
 from braingan.models import resnet
 from tests.app_fixtures import APP_SCRIPT, sample_image  # pylint: disable=unused-import
 from tests.app_fixtures import tiny_classifier_run, untrained_gan_run  # noqa: F401 pylint: disable=unused-import
+from tests.conftest import REPO_ROOT
 
 # Orbax's failed restore of a mismatched checkpoint (test_missing_or_incompatible_...) leaves
 # un-awaited TensorStore reads that Python reports later, during whichever test is running.
@@ -54,16 +56,17 @@ def _read(path):
     return f.read()
 
 
-def giant_png(width=20000, height=20000) -> bytes:
-  """A valid all-black PNG of width x height (400 MP), ~0.4 MB compressed."""
+def giant_png(width=20000, height=20000, bit_depth=8) -> bytes:
+  """A valid all-black grayscale PNG of width x height (400 MP by default), ~0.4 MB compressed."""
   def chunk(tag, data):
     return (struct.pack('>I', len(data)) + tag + data +
             struct.pack('>I', zlib.crc32(tag + data) & 0xffffffff))
-  comp, block, parts = zlib.compressobj(9), b'\0' * ((width + 1) * 500), []
+  row = 1 + width * bit_depth // 8
+  comp, block, parts = zlib.compressobj(9), b'\0' * (row * 500), []
   for _ in range(height // 500):
     parts.append(comp.compress(block))
   parts.append(comp.flush())
-  header = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
+  header = struct.pack('>IIBBBBB', width, height, bit_depth, 0, 0, 0, 0)
   return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', b''.join(parts)) +
           chunk(b'IEND', b''))
 
@@ -88,6 +91,57 @@ def test_banner_and_prediction_equal_evaluate_path(tiny_classifier_run):
     assert len(at.image) == 2  # The model's view and the Grad-CAM overlay.
 
 
+def _gif() -> bytes:
+  buffer = io.BytesIO()
+  Image.new('L', (32, 32), 100).save(buffer, format='GIF')
+  return buffer.getvalue()
+
+
+_BOMB_REQUEST = r'''
+import re, resource, sys, time
+import ml_collections
+from PIL import ImageFile
+from braingan import serve
+from braingan.data import decode
+from tests.test_app import giant_png
+
+def peak_mb():   # this process's resident-set high-water mark
+  return int(re.search(r'VmHWM:\s+(\d+)', open('/proc/self/status').read()).group(1)) / 1024
+
+data = giant_png(8000, 8000, 16)
+decoded = []
+original = ImageFile.ImageFile.load
+ImageFile.ImageFile.load = lambda self: decoded.append(1) or original(self)
+cfg = ml_collections.ConfigDict({'image_size': 64, 'resize': 'squash', 'channels': 1})
+# A forked child starts with its parent's pages counted; reset the high-water mark so it
+# measures this request only (getrusage's ru_maxrss cannot be reset; it is printed too).
+open('/proc/self/clear_refs', 'w').write('5')
+start = time.perf_counter()
+try:
+  serve.preprocess_upload(data, 'bomb16.png', cfg)
+  print('ACCEPTED')
+except decode.ImageError as e:
+  print('REFUSED', e.reason)
+print('BYTES', len(data), 'DECODED', len(decoded), 'SECONDS', time.perf_counter() - start,
+      'PEAK_MB', peak_mb(), 'MAXRSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+'''
+
+
+def test_a_16bit_png_bomb_is_refused_from_its_header():
+  """A small file on the wire, 8000x8000 16-bit once decoded (366 MB with the gray conversion;
+  before the header check it cost 1.6 GB and 4 s): refused before decoding, memory stays small."""
+  env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+  out = subprocess.run([sys.executable, '-c', _BOMB_REQUEST], cwd=REPO_ROOT, env=env,
+                       capture_output=True, text=True, timeout=120, check=True).stdout
+  assert 'REFUSED image too large (8000x8000 I;16' in out, out
+  fields = out.split('BYTES ')[1].split()
+  values = dict(zip(fields[1::2], fields[2::2]))
+  assert int(fields[0]) < 1_000_000                          # a small file ...
+  assert int(values['DECODED']) == 0                         # ... never decoded
+  assert float(values['PEAK_MB']) < 300, out                 # the whole process, this request
+  assert float(values['SECONDS']) < 1.0
+
+
 def test_bad_uploads_give_messages_and_the_app_recovers(tiny_classifier_run):
   args = (f'--classifier={tiny_classifier_run}',)
   at = run_app(*args)
@@ -98,7 +152,9 @@ def test_bad_uploads_give_messages_and_the_app_recovers(tiny_classifier_run):
          ('notes.png', b'This is a text file, not a scan.\n' * 20, 'image/png',
           'not an image'),
          ('cut.jpg', truncated, 'image/jpeg', 'corrupt or truncated'),
-         ('giant.png', giant_png(), 'image/png', 'too large (20000x20000')]
+         ('giant.png', giant_png(), 'image/png', 'image too large'),   # Pillow's bomb check
+         ('bomb16.png', giant_png(8000, 8000, 16), 'image/png', 'too large (8000x8000 I;16'),
+         ('renamed_gif.png', _gif(), 'image/png', 'accepted: PNG, JPEG, BMP, TIFF')]
   for name, data, mime, reason in bad:
     at = upload(at, name, data, mime, *args)
     assert len(at.error) == 1, (name, [e.value for e in at.error])

@@ -151,6 +151,33 @@ def test_wrong_shape_error_names_it(keras_resnet, flax_resnet50, tmp_path):
     pretrained.load(init, str(bad))
 
 
+def test_truncated_empty_and_nonfinite_files_are_clear_errors(keras_resnet, flax_resnet50,
+                                                              tmp_path):
+  _, path = keras_resnet
+  _, init = flax_resnet50
+  data = open(path, 'rb').read()
+  truncated = tmp_path / 'truncated.h5'
+  truncated.write_bytes(data[:len(data) // 3])   # an interrupted download
+  with pytest.raises(pretrained.WeightFileError, match=f'{truncated}: cannot be read.*truncated'):
+    pretrained.load(init, str(truncated))
+
+  def empty(f):   # listed in weight_names, missing from the group
+    del f['conv3_block1_1_conv/conv3_block1_1_conv/bias:0']
+
+  bad = _edited_copy(path, tmp_path / 'empty.h5', empty)
+  with pytest.raises(pretrained.WeightFileError,
+                     match=r"empty\.h5: layer 'conv3_block1_1_conv' lists weight .*bias"):
+    pretrained.load(init, str(bad))
+
+  def poison(f):
+    name = 'conv2_block1_2_conv/conv2_block1_2_conv/kernel:0'
+    f[name][0, 0, 0, 0] = np.nan
+
+  bad = _edited_copy(path, tmp_path / 'nan.h5', poison)
+  with pytest.raises(pretrained.WeightFileError, match=r"conv2_block1_2_conv.*NaN or inf"):
+    pretrained.load(init, str(bad))
+
+
 def test_architecture_mismatch_is_an_error(keras_resnet):
   """A tiny model cannot silently take a subset of the ResNet50 file."""
   _, path = keras_resnet

@@ -13,11 +13,16 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-# We refuse images above this many pixels instead of letting Pillow allocate gigabytes. A
-# 6000x6000 scan (36 MP) is fine; a 20000x20000 upload (400 MP) is refused with a message.
-MAX_PIXELS = 64_000_000
-Image.MAX_IMAGE_PIXELS = None  # We do our own, clearer, check below.
+# What decoding an image may cost, checked from its header before a pixel is decoded: the
+# decoded bytes (width x height x bytes per pixel of its mode, x2 for the conversion to one gray
+# channel). A 6000x6000 RGB scan (216 MB) is fine for training data; the app passes a smaller
+# budget (braingan/serve.py). Pillow's own decompression-bomb check stays on as a second line.
+MAX_DECODE_BYTES = 512 * 2**20
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # A truncated JPEG is an error, never silently gray.
+# Bytes per pixel of Pillow's modes (unknown modes count as 4).
+_MODE_BYTES = {'1': 1, 'L': 1, 'P': 1, 'LA': 2, 'PA': 2, 'I;16': 2, 'I;16B': 2, 'I;16L': 2,
+               'RGB': 3, 'YCbCr': 3, 'LAB': 3, 'HSV': 3, 'RGBA': 4, 'RGBX': 4, 'CMYK': 4,
+               'I': 4, 'F': 4}
 
 RESIZE_MODES = ('squash', 'pad')
 Source = Union[str, os.PathLike, bytes]
@@ -36,28 +41,46 @@ def _name(source: Source) -> str:
   return '<bytes>' if isinstance(source, (bytes, bytearray)) else os.fspath(source)
 
 
-def _open(source: Source) -> Image.Image:
+def decoded_bytes(image: Image.Image) -> int:
+  """Bytes decoding `image` costs: its pixels in its mode, and their gray conversion."""
+  width, height = image.size
+  per_pixel = _MODE_BYTES.get(image.mode, 4)
+  # Gray conversion: 16/32-bit modes are rescaled through float32 (4 bytes per pixel).
+  convert = 4 if image.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F') else 1
+  return width * height * (per_pixel + convert)
+
+
+def _open(source: Source, max_bytes: int = MAX_DECODE_BYTES,
+          formats: tuple[str, ...] | None = None) -> Image.Image:
+  """Opens `source` lazily (header only) and refuses what would cost more than `max_bytes` to
+  decode, or whose format is not in `formats` (None: any format Pillow reads)."""
   name = _name(source)
   try:
     if isinstance(source, (bytes, bytearray)):
       if not source:
         raise ImageError(name, 'empty file (0 bytes)')
-      image = Image.open(io.BytesIO(source))
+      image = Image.open(io.BytesIO(source), formats=formats)
     else:
       if os.path.getsize(source) == 0:
         raise ImageError(name, 'empty file (0 bytes)')
-      image = Image.open(source)
+      image = Image.open(source, formats=formats)
   except ImageError:
     raise
   except UnidentifiedImageError:
-    raise ImageError(name, 'not an image (format not recognised)') from None
+    allowed = f' (accepted: {", ".join(formats)})' if formats else ''
+    raise ImageError(name, f'not an image in a readable format{allowed}') from None
+  except Image.DecompressionBombError as e:
+    raise ImageError(name, f'image too large to decode safely ({e})') from None
   except OSError as e:
     if e.errno is not None:  # The file system refused: missing, a link loop, no permission.
       raise ImageError(name, f'cannot read: {e.strerror or e}') from None
     raise ImageError(name, f'corrupt or truncated image: {e}') from None
-  width, height = image.size
-  if width * height > MAX_PIXELS:
-    raise ImageError(name, f'image too large ({width}x{height} > {MAX_PIXELS} pixels)')
+  cost = decoded_bytes(image)
+  if cost > max_bytes:
+    (width, height), mode = image.size, image.mode
+    image.close()
+    raise ImageError(name, f'image too large ({width}x{height} {mode} would take '
+                     f'{cost / 2**20:.0f} MB to decode; the limit is {max_bytes / 2**20:.0f} MB)')
   return image
 
 
@@ -70,10 +93,15 @@ def _to_gray(image: Image.Image) -> Image.Image:
   if image.mode == 'L':
     return image
   if image.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):
-    arr = np.asarray(image, dtype=np.float64)
+    arr = np.asarray(image, dtype=np.float32)   # float32: 16-bit values are exact in it
     lo, hi = float(arr.min()), float(arr.max())
-    scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
-    return Image.fromarray(np.round(scaled).astype(np.uint8), mode='L')
+    if hi <= lo:
+      arr[:] = 0.0
+    else:
+      arr -= lo
+      arr *= 255.0 / (hi - lo)
+    np.round(arr, out=arr)
+    return Image.fromarray(arr.astype(np.uint8), mode='L')
   if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and 'transparency' in image.info):
     # Composite on black: MRI backgrounds are black, so transparent padding stays background.
     rgba = image.convert('RGBA')
@@ -96,16 +124,19 @@ def _resize(gray: Image.Image, image_size: int, resize: str) -> Image.Image:
   raise ValueError(f'config.data.resize={resize!r} is not one of {RESIZE_MODES}')
 
 
-def load_gray(source: Source, image_size: int | None = None, resize: str = 'squash') -> np.ndarray:
+def load_gray(source: Source, image_size: int | None = None, resize: str = 'squash', *,
+              max_bytes: int = MAX_DECODE_BYTES,
+              formats: tuple[str, ...] | None = None) -> np.ndarray:
   """Decodes `source` (a path or the file's bytes) to a uint8 [H, W] grayscale array.
 
   With `image_size`, the image is resized to image_size x image_size (`resize` says how).
-  Raises ImageError (naming the file) for anything that is not a complete, decodable image.
+  Raises ImageError (naming the file) for anything that is not a complete, decodable image,
+  costs more than `max_bytes` to decode, or is not one of `formats` (Pillow format names).
   """
   if resize not in RESIZE_MODES:
     raise ValueError(f'config.data.resize={resize!r} is not one of {RESIZE_MODES}')
   name = _name(source)
-  image = _open(source)
+  image = _open(source, max_bytes, formats)
   try:
     if image_size is not None and image.format == 'JPEG':
       # Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) that is still >= the target:
@@ -133,7 +164,10 @@ def to_model_input(gray: np.ndarray, channels: int = 1) -> np.ndarray:
   return np.repeat(x, channels, axis=-1) if channels == 3 else x
 
 
-def preprocess_file(source: Source, data_cfg) -> np.ndarray:
-  """The full preprocessing of one file as training sees it: float32 [H, W, C] in [-1, 1]."""
-  gray = load_gray(source, data_cfg.image_size, data_cfg.resize)
+def preprocess_file(source: Source, data_cfg, **limits) -> np.ndarray:
+  """The full preprocessing of one file as training sees it: float32 [H, W, C] in [-1, 1].
+
+  `limits`: max_bytes / formats for load_gray (the app is stricter than training data).
+  """
+  gray = load_gray(source, data_cfg.image_size, data_cfg.resize, **limits)
   return to_model_input(gray, data_cfg.channels)

@@ -7,7 +7,6 @@ Images are model inputs: float [N, H, W, C] in [-1, 1] with C = 1 or 3.
 """
 from __future__ import annotations
 
-import os
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -15,15 +14,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn import metrics as skm
 
+from braingan import files
 from braingan import images as images_lib
 
 _RIGHT, _WRONG = '#1a7f37', '#d1242f'
 
 
 def _save(fig: Figure, path: str, dpi: int = 100) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=dpi, bbox_inches='tight', facecolor='white')
-  return path
+  return files.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches='tight',
+                                                          facecolor='white'))
 
 
 def _show(ax, image: np.ndarray) -> None:

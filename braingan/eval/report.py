@@ -12,13 +12,13 @@ comes from one training run per arm.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Mapping, Optional
 
 import numpy as np
 
+from braingan import files
 from braingan.data import CLASSES
 from braingan.eval import robustness
 
@@ -280,10 +280,7 @@ def write_report(out_dir: str, metrics: Mapping, figures: Mapping[str, str],
     for key in rest:
       lines += fig(key)
   lines += ['---', 'All numbers are also in `metrics.json` next to this file.', '']
-  path = os.path.join(out_dir, 'report.md')
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines))
-  return path
+  return files.write_text(os.path.join(out_dir, 'report.md'), '\n'.join(lines))
 
 
 def to_jsonable(value):
@@ -321,7 +318,4 @@ def check_interface(metrics: Mapping) -> None:
 def write_metrics_json(path: str, metrics: Mapping) -> str:
   """Writes metrics.json (strict JSON) after checking the interface keys; returns the path."""
   check_interface(metrics)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, 'w') as f:
-    json.dump(to_jsonable(metrics), f, indent=2, allow_nan=False)
-  return path
+  return files.write_json(path, to_jsonable(metrics), allow_nan=False)

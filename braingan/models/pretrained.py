@@ -46,16 +46,30 @@ def _decode(names: Iterable[Any]) -> list[str]:
 def read_keras_h5(path: str) -> dict[str, dict[str, np.ndarray]]:
   """{layer_name: {weight_short_name: array}} for every layer with weights in a legacy .h5 file."""
   out: dict[str, dict[str, np.ndarray]] = {}
-  with h5py.File(path, 'r') as f:
+  try:
+    f = h5py.File(path, 'r')
+  except OSError as e:   # truncated, not HDF5, unreadable: h5py's message lacks the path
+    raise WeightFileError(f'{path}: cannot be read as an HDF5 weights file ({e}); it may be '
+                          'truncated (an interrupted download?) or not a Keras .h5 file.') from None
+  with f:
     root = f['model_weights'] if 'model_weights' in f else f  # full-model files nest weights.
     if 'layer_names' not in root.attrs:
       raise WeightFileError(f'{path}: not a Keras legacy HDF5 weights file (no layer_names attribute)')
     for layer in _decode(root.attrs['layer_names']):
+      if layer not in root:
+        raise WeightFileError(f'{path}: layer {layer!r} is listed but has no group in the file')
       group = root[layer]
       weights = {}
       for wname in _decode(group.attrs.get('weight_names', [])):
         short = wname.split('/')[-1].split(':')[0]
-        weights[short] = np.asarray(group[wname])
+        try:
+          arr = np.asarray(group[wname])
+        except (KeyError, OSError) as e:
+          raise WeightFileError(f'{path}: layer {layer!r} lists weight {wname!r} but it cannot '
+                                f'be read ({e})') from None
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+          raise WeightFileError(f'{path}: layer {layer!r} weight {wname!r} holds NaN or inf')
+        weights[short] = arr
       if weights:
         out[layer] = weights
   return out
