@@ -92,7 +92,13 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ('data.val_fraction', _fraction, 'must be in (0, 1)'),
     ('data.near_dup_max_distance', lambda x: x >= -1, 'must be >= -1 (-1 = off)'),
     ('data.shuffle_buffer', _positive, 'must be >= 1'),
-    ('data.synthetic_ratio', lambda x: 0.0 <= x < 1.0, 'must be in [0, 1)'),
+    ('data.synthetic_ratio', lambda x: 0.0 <= x <= 1.0, 'must be in [0, 1] (1: synthetic only)'),
+    ('data.test_fraction', lambda x: 0.0 <= x < 1.0, 'must be in [0, 1)'),
+    ('data.related_min_ncc', lambda x: x == -1 or 0.0 < x <= 1.0, 'must be in (0, 1] or -1 (off)'),
+    ('data.fraction', lambda x: 0.0 < x <= 1.0, 'must be in (0, 1]'),
+    ('data.synthetic_labels', lambda x: x in ('intended', 'shuffled'),
+     "must be 'intended' or 'shuffled'"),
+    ('data.balance', lambda x: 0.0 <= x <= 1.0, 'must be in [0, 1]'),
     ('dtype', lambda x: x in ('float32', 'bfloat16'), "must be 'float32' or 'bfloat16'"),
     ('optimizer.name', lambda x: x == 'adam', "must be 'adam'"),
     # GAN
@@ -123,7 +129,8 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
 ]
 
 # Data options only the classifier reads; on a GAN they would silently do nothing.
-_CLASSIFIER_ONLY_DATA = ('data.augment', 'data.synthetic_dir', 'data.synthetic_ratio')
+_CLASSIFIER_ONLY_DATA = ('data.augment', 'data.synthetic_dir', 'data.synthetic_ratio',
+                         'data.synthetic_labels', 'data.balance')
 
 
 def _name_problems(config, family: str) -> list[str]:
@@ -187,6 +194,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if family == 'gan':
     problems += [f'config.{k}={flat[k]!r} is a classifier option; a GAN does not use it.'
                  for k in _CLASSIFIER_ONLY_DATA if flat[k] != schema[k]]
+  if flat['data.val_fraction'] + flat['data.test_fraction'] >= 1.0:
+    problems.append('config.data.val_fraction + config.data.test_fraction must be < 1.')
   if config.batch_size > 0 and config.steps_per_epoch >= 0 and not problems:
     problems += _name_problems(config, family)
   if problems:

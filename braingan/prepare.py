@@ -1,35 +1,30 @@
-"""`python -m braingan.prepare --data_dir=PATH --workdir=DIR [--seed=N] [--image_size=128]`.
+"""`python -m braingan.prepare --workdir=DIR --data.data_dir=PATH [--data.field=value ...]`.
 
-Scans the folder, removes duplicates, writes DIR/manifest.csv and DIR/data_summary.json,
-prepares the TFDS dataset and prints the summary. Training scripts run the same code path.
+Scans the folder, groups duplicates and related images, splits, writes DIR/manifest.csv and
+DIR/data_summary.json, prepares the TFDS dataset and prints the summary. Training runs the same
+code path; every field of configs/common.py's data section can be given as --data.<field>.
 """
-from absl import app
 from absl import flags
-from absl import logging
+from ml_collections import config_flags
 
+from braingan import cli
 from configs import common
-from braingan.data import pipeline
 
-flags.DEFINE_string('data_dir', None, 'Folder with one sub-folder per class.', required=True)
+_DATA = config_flags.DEFINE_config_dict('data', common.data_config(), 'The data section.')
 flags.DEFINE_string('workdir', None, 'Where manifest.csv and the TFDS data go.', required=True)
-flags.DEFINE_integer('seed', 0, 'Seed of the train/validation split.')
-flags.DEFINE_integer('image_size', 128, 'Side of the square images the models see.')
-flags.DEFINE_enum('resize', 'squash', ['squash', 'pad'], 'How to make images square.')
-flags.DEFINE_bool('strict', False, 'Fail on unreadable files instead of skipping them.')
+cli.define_flags()
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  cfg = common.data_config()
-  cfg.data_dir, cfg.image_size = FLAGS.data_dir, FLAGS.image_size
-  cfg.resize, cfg.strict = FLAGS.resize, FLAGS.strict
-  data = pipeline.load(cfg, FLAGS.workdir, FLAGS.seed)
+  cli.start(FLAGS)
+  from braingan.data import pipeline  # pylint: disable=import-outside-toplevel
+  data = pipeline.load(_DATA.value, FLAGS.workdir, seed=0)
   print(pipeline.prepare_lib.format_summary(data.summary))
   print(f'Manifest: {FLAGS.workdir}/manifest.csv  (train {data.num_examples("train")}, '
-        f'validation {data.num_examples("validation")})')
-  logging.flush()
+        f'validation {data.num_examples("validation")}, test {data.num_examples("test")})')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

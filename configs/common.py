@@ -21,11 +21,19 @@ def data_config() -> ml_collections.ConfigDict:
   data.resize = 'squash'
   # Channels handed to the model: 1 = grayscale, 3 = the gray channel repeated.
   data.channels = 1
+  # The split (braingan/data/split.py): shares of images held out for validation (model
+  # selection) and test (the verdict; 0 = no test split), drawn with their own seed so that
+  # runs with different training seeds share one split.
   data.val_fraction = 0.2
+  data.test_fraction = 0.0
+  data.split_seed = 0
   # Near-duplicate detection: max Hamming distance between 64-bit perceptual hashes for
   # two images to count as the same picture (2 on the shared set: pairs at 0-2 differ by a mean
   # 0-10 gray levels of 255, random pairs by ~32). -1 disables near-duplicate detection.
   data.near_dup_max_distance = 2
+  # Related images (flipped / ~5 % cropped / ~5 deg rotated copies, neighbouring slices) stay
+  # on one side of the split: registered normalised cross-correlation at least this (-1: off).
+  data.related_min_ncc = 0.98
   # True: any unreadable file is an error. False: it is skipped and listed in the manifest.
   data.strict = False
   data.shuffle_buffer = 4096
@@ -33,9 +41,21 @@ def data_config() -> ml_collections.ConfigDict:
   # jitted step (left-right flip, +/-10 deg rotation, 0.9-1.1 scale, brightness/contrast).
   data.augment = False
   # Classifier only: generated images (OUT/<class>/*.png) mixed into training batches;
-  # `synthetic_ratio` is the expected share of each batch. Validation is always real.
+  # `synthetic_ratio` is the expected share of each batch (1: synthetic only, for CAS).
+  # Validation and test are always real.
   data.synthetic_dir = ''
   data.synthetic_ratio = 0.0
+  # Classifier only, for the study's controls: 'shuffled' permutes the synthetic images' labels
+  # (does class information matter?); real labels are never touched.
+  data.synthetic_labels = 'intended'
+  # Classifier only: share of the real class mix replaced by a uniform one (0 = the data's own
+  # mix, 1 = class-balanced sampling); the study's rebalancing control.
+  data.balance = 0.0
+  # The share of the training split used (GAN and classifier alike), subsampled per class in
+  # whole units of related images, nested: for one subset_seed a smaller fraction is a subset
+  # of a larger one. Validation and test are never subsampled.
+  data.fraction = 1.0
+  data.subset_seed = 0
   return data
 
 

@@ -1,7 +1,7 @@
 """The study on the shipped sample (data/sample, 160 images), in a few minutes on a 2-core CPU.
 
-Every budget is cut (64 px, tiny networks, a few epochs, 40 generated images per class), so
-the numbers show that the pipeline works end to end, not whether augmentation helps.
+Every budget is cut (64 px, tiny networks, a few epochs, 2 seeds, 40 generated images per
+class), so the numbers show that the machinery works end to end, not whether augmentation helps.
 
   python -m braingan.study --config=configs/study_demo.py --workdir=runs/demo
 """
@@ -13,12 +13,23 @@ from configs import study
 def get_config():
   config = study.get_config()
   config.data = classifier_demo.get_config().data
-  config.gan = study.section(demo.get_config())
+  config.data.test_fraction = 0.2
+  gan = demo.get_config()
+  for field in ('g_conditioning', 'd_conditioning', 'd_norm', 'spectral_norm', 'dropout'):
+    gan.model[field] = config.gan.model[field]      # the conditioned preset, demo-sized
+  for field in ('loss', 'optimizer', 'diffaug', 'ema'):
+    gan[field] = config.gan[field]
+  gan.ema.start_step = 10
+  config.gan = study.section(gan)
   config.classifier = study.section(classifier_demo.get_config())
+  config.classifier.epochs = 6
+  config.arms = ('baseline', 'augmented', 'classic', 'shuffled', 'cas')
+  config.fractions = (0.5, 1.0)
+  config.seeds = (0, 1)
+  config.ratio_sweep.per_real = ()
+  config.transfer = ('scratch',)
   config.synthetic_per_class = 40
-  config.cas_epochs = 4
   config.evaluate.n_boot = 500
-  config.evaluate.gan_per_class = 40
-  config.evaluate.kid_subsets = 10
-  config.evaluate.kid_subset_size = 30
+  config.evaluate.gan_per_class = 20
+  config.evaluate.kid_subsets = 5
   return config

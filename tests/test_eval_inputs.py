@@ -1,7 +1,9 @@
 """eval/inputs.py: manifest order, external-folder leakage guard, padded batching."""
+import os
 import shutil
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from braingan.data import decode
@@ -17,7 +19,7 @@ def prepared(tmp_path):
   root = make_folder(tmp_path / 'data', per_class=5)
   cfg = common.data_config()
   cfg.data_dir, cfg.image_size = root, 16
-  prepare.write_manifest(cfg, str(tmp_path / 'w'), seed=0)
+  prepare.write_manifest(cfg, str(tmp_path / 'w'))
   return cfg, str(tmp_path / 'w' / 'manifest.csv'), root
 
 
@@ -34,11 +36,15 @@ def test_external_folder_drops_training_copies(prepared, tmp_path):
   cfg, manifest_path, root = prepared
   test_dir = make_folder(tmp_path / 'test', per_class=2, classes=('glioma', 'notumor'),
                          seed=1)
-  train_rows = [r for r in manifest_lib.read(manifest_path) if r.split == 'train']
-  shutil.copy(train_rows[0].path, tmp_path / 'test' / 'glioma' / 'leak.png')
-  ext = inputs.from_folder(test_dir, cfg, exclude_sha256=frozenset(r.sha256 for r in train_rows))
-  assert len(ext) == 4 and '1 file(s)' in ext.note
+  rows = [r for r in manifest_lib.read(manifest_path) if r.split != 'skipped']
+  shutil.copy(rows[0].path, tmp_path / 'test' / 'glioma' / 'leak.png')            # same bytes
+  with Image.open(rows[1].path) as im:                                             # mirrored
+    im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / 'test' / 'notumor' / 'm.png')
+  ext = inputs.from_folder(test_dir, cfg, exclude_like=rows)
+  assert len(ext) == 4 and '2 of 6 file(s)' in ext.note, ext.note
   assert sorted(set(ext.labels.tolist())) == [0, 2]
+  kinds = dict((os.path.basename(p), k) for p, k in ext.overlapping)
+  assert kinds['leak.png'] == 'same bytes' and 'mirrored' in kinds['m.png']
 
 
 def test_batched_pads_the_last_batch():

@@ -150,3 +150,26 @@ def test_compare_models_structure():
   assert out['difference']['accuracy']['point'] == pytest.approx(
       out['augmented']['accuracy'] - out['baseline']['accuracy'])
   json.dumps(out)
+
+
+# ---------------------------------------------------------------- across seeds (eval/seeds.py)
+def test_paired_difference_matches_scipy_on_a_hand_made_case():
+  from scipy import stats as sps  # pylint: disable=import-outside-toplevel
+  from braingan.eval import seeds  # pylint: disable=import-outside-toplevel
+  base, arm = [0.70, 0.74, 0.72], [0.75, 0.78, 0.74]
+  out = seeds.paired_difference(base, arm)
+  diff = np.array(arm) - np.array(base)            # 0.05, 0.04, 0.02
+  assert out['mean'] == pytest.approx(diff.mean())
+  assert out['p_value'] == pytest.approx(sps.ttest_rel(arm, base).pvalue)
+  half = sps.t.ppf(0.975, 2) * diff.std(ddof=1) / np.sqrt(3)
+  assert (out['low'], out['high']) == pytest.approx((diff.mean() - half, diff.mean() + half))
+  assert seeds.paired_difference([0.5], [0.6])['p_value'] is None   # one seed: no test
+  # All seeds moved by the same amount: no t statistic; the sign test says 2 of 2 is p = 0.5.
+  assert seeds.paired_difference([0.5, 0.6], [0.53, 0.63])['p_value'] == pytest.approx(0.5)
+
+
+def test_holm_against_hand_computation():
+  from braingan.eval import seeds  # pylint: disable=import-outside-toplevel
+  # p sorted: 0.01 (x4), 0.02 (x3), 0.03 (x2), 0.5 (x1) -> 0.04, 0.06, 0.06 (monotone), 0.5
+  adjusted = seeds.holm({'a': 0.03, 'b': 0.01, 'c': 0.5, 'd': 0.02, 'e': None})
+  assert adjusted == pytest.approx({'a': 0.06, 'b': 0.04, 'c': 0.5, 'd': 0.06, 'e': None})

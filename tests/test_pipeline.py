@@ -7,7 +7,7 @@ from PIL import Image
 
 from braingan.data import pipeline
 from configs import common
-from tests.conftest import make_folder
+from tests.conftest import make_folder, write_image
 
 
 @pytest.fixture(scope='module')
@@ -65,8 +65,11 @@ def test_synthetic_mixing_ratio(source, tmp_path):
   images = np.concatenate([b['image'] for b in batches])
   synthetic = (images.reshape(len(images), -1).min(-1) == 1.0).mean()
   assert len(batches) == 8 and 0.3 < synthetic < 0.7
+  only = np.concatenate([b['image'] for b in source.train_epoch(
+      0, 8, 4, synthetic_dir=str(tmp_path), synthetic_ratio=1.0)])
+  assert np.all(only == 1.0)                                   # CAS: synthetic images only
   with pytest.raises(ValueError, match='synthetic_ratio'):
-    next(source.train_epoch(0, 8, 8, synthetic_dir=str(tmp_path), synthetic_ratio=1.0))
+    next(source.train_epoch(0, 8, 8, synthetic_dir=str(tmp_path), synthetic_ratio=1.5))
 
 
 def test_unreadable_synthetic_files_are_reported(tmp_path, capsys):
@@ -102,3 +105,36 @@ def test_three_channels(tmp_path):
   np.testing.assert_array_equal(b['image'][..., 0], b['image'][..., 2])
   e = next(source.eval_batches(4))
   assert e['image'].shape == (4, 8, 8, 3)
+
+
+def test_balanced_sampling_and_shuffled_synthetic_labels(tmp_path):
+  root = make_folder(tmp_path / 'data', per_class=10)
+  for i in range(30):   # glioma is now 3 x as common as any other class
+    write_image(os.path.join(root, 'glioma_tumor', f'extra{i}.png'), seed=500 + i)
+  cfg = common.data_config()
+  cfg.data_dir, cfg.image_size = root, 16
+  source = pipeline.load(cfg, str(tmp_path / 'w'), seed=0)
+  natural = np.concatenate([b['label'] for b in source.train_epoch(0, 8, 60)])
+  balanced = np.concatenate([b['label'] for b in source.train_epoch(0, 8, 60, balance=1.0)])
+  share = lambda labels: np.bincount(labels, minlength=4) / len(labels)  # noqa: E731
+  assert share(natural)[0] > 0.4 and abs(share(balanced)[0] - 0.25) < 0.07
+  # Shuffled synthetic labels: the synthetic images' labels are permuted, real ones untouched.
+  synth = tmp_path / 'synth'
+  for k, name in enumerate(('glioma', 'meningioma', 'no_tumor', 'pituitary')):
+    os.makedirs(synth / name)
+    for i in range(10):
+      Image.new('L', (16, 16), 50 * k + i).save(synth / name / f'{i}.png')
+  intended = source.synthetic(str(synth))
+  shuffled = source.synthetic(str(synth), 'shuffled')
+  np.testing.assert_array_equal(intended[0], shuffled[0])                     # same images
+  assert sorted(intended[1]) == sorted(shuffled[1])                           # same labels ...
+  assert np.mean(intended[1] == shuffled[1]) < 0.6                            # ... permuted
+  batches = list(source.train_epoch(0, 8, 20, synthetic_dir=str(synth), synthetic_ratio=0.5,
+                                    synthetic_labels='shuffled'))
+  real_images = {source.images['train'][i].tobytes(): int(source.labels['train'][i])
+                 for i in range(source.num_examples('train'))}
+  for b in batches:
+    for image, label in zip(b['image'], b['label']):
+      key = np.round(image[..., 0] * 127.5 + 127.5).astype(np.uint8)[..., None].tobytes()
+      if key in real_images:
+        assert real_images[key] == label                                      # real: intact

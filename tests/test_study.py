@@ -1,10 +1,11 @@
-"""The one-command study on a tiny budget, and evaluate.py's outputs on its runs.
+"""The cell-based study on a tiny budget, its report, and evaluate.py on two of its runs.
 
-One module-scoped study (tiny GAN, tiny classifiers, 32 px) feeds every test here, so the
-expensive part (compiling and training five small models) is paid once.
+One module-scoped study (32 px, tiny networks, 2 fractions x 2 seeds x 4 arms) feeds every
+test here, so the expensive part (compiling and training its models) is paid once.
 """
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ from braingan import study
 from braingan.eval import inputs
 from braingan.eval import runner
 from braingan.run_dir import RunDir
+from configs import evaluate as evaluate_config
 from configs import study_demo
-from tests.conftest import SAMPLE_DIR
+from tests.conftest import SAMPLE_DIR, make_folder
 
 
 def _tiny_study():
@@ -29,94 +31,120 @@ def _tiny_study():
   gan.epochs, gan.steps_per_epoch = 1, 2
   clf = config.classifier
   clf.model.width, clf.model.head_units = 8, 16
-  clf.epochs, clf.steps_per_epoch = 1, 2
-  config.cas_epochs = 1
+  clf.epochs = 2
+  config.arms = ('baseline', 'augmented', 'shuffled', 'cas')
   config.synthetic_per_class = 6
   config.evaluate.n_boot, config.evaluate.gan_per_class = 100, 6
-  config.evaluate.kid_subsets, config.evaluate.kid_subset_size = 3, 6
-  config.evaluate.robustness_max_images = 8
+  config.evaluate.kid_subsets = 3
   return config
 
 
 @pytest.fixture(scope='module')
 def done_study(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('study'))
-  metrics = study.run_study(_tiny_study(), workdir)
-  return workdir, study.stage_dirs(workdir), metrics
+  config = _tiny_study()
+  config.test_dir = make_folder(tmp_path_factory.mktemp('external') / 'data', per_class=3,
+                                size=(48, 48))
+  # One file of the external folder is a mirrored copy of a study image: it must be left out.
+  shutil.copy(os.path.join(SAMPLE_DIR, 'glioma_tumor', sorted(os.listdir(
+      os.path.join(SAMPLE_DIR, 'glioma_tumor')))[0]), os.path.join(config.test_dir,
+                                                                   'glioma_tumor', 'copy.jpg'))
+  study.run_study(config, workdir)
+  return workdir, config
 
 
-def test_every_stage_ran(done_study):
-  _, dirs, metrics = done_study
-  assert metrics['n_images'] == 32 and 'gan' in metrics and 'cas' in metrics['gan']
-  for stage in study.STAGES:
-    assert os.path.exists(os.path.join(dirs[stage], study.DONE_FILE)), stage
+def test_every_cell_ran_with_equal_steps(done_study):
+  workdir, config = done_study
+  cells = study.cells(config, workdir)
+  assert all(study.is_done(workdir, c) for c in cells)
+  classifiers = [c for c in cells if c.kind == 'classifier']
+  assert len(classifiers) == 4 * 2 * 2                        # arms x fractions x seeds
+  steps = set()
+  for cell in classifiers:
+    result = json.load(open(os.path.join(workdir, cell.name, 'cell_done.json')))['result']
+    steps.add(result['train_steps'])
+  assert len(steps) == 1                                       # equal compute, every arm
   for name in ('glioma', 'meningioma', 'no_tumor', 'pituitary'):
-    assert len(os.listdir(os.path.join(dirs['generate'], name))) == 6
+    assert len(os.listdir(os.path.join(workdir, 'generate', 'conditioned_f1', name))) == 6
+  summary = json.load(open(os.path.join(workdir, 'data', 'data_summary.json')))
+  assert sum(summary['counts']['test'].values()) > 0
 
 
-def test_interrupted_study_resumes_at_the_missing_stage(done_study, capsys):
-  workdir, dirs, _ = done_study
-  os.remove(os.path.join(dirs['evaluate'], study.DONE_FILE))
-  capsys.readouterr()
-  study.run_study(_tiny_study(), workdir)
-  out = capsys.readouterr().out
-  for stage in ('prepare', 'gan', 'generate', 'baseline', 'augmented', 'cas'):
-    assert f'[study] {stage}: already complete' in out
-  assert '[study] evaluate: running' in out
+def test_report_has_the_verdict_table_curve_and_gan_section(done_study):
+  workdir, _ = done_study
+  report = open(os.path.join(workdir, 'report', 'report.md')).read()
+  assert report.index('## Verdict') < report.index('## Verdict table') < report.index(
+      '## Data-fraction curve') < report.index('## The GANs')
+  for arm in ('augmented', 'shuffled', 'cas'):
+    assert f'| {arm} |' in report
+  assert 'external Δ acc' in report and 'left out as overlapping' in report
+  assert os.path.getsize(os.path.join(workdir, 'report', 'fraction_curve.png')) > 5000
+  overlap = json.load(open(os.path.join(workdir, 'external', 'overlap.json')))
+  assert overlap['overlapping'] >= 1 and overlap['kept'] == 12
 
 
 def test_other_settings_are_refused(done_study):
-  workdir, _, _ = done_study
+  workdir, _ = done_study
   changed = _tiny_study()
+  changed.test_dir = done_study[1].test_dir
   changed.synthetic_per_class = 7
   with pytest.raises(ValueError, match='other settings'):
     study.run_study(changed, workdir)
 
 
-def test_metrics_json_matches_sklearn(done_study):
-  _, dirs, _ = done_study
-  with open(os.path.join(dirs['evaluate'], 'metrics.json')) as f:
-    saved = json.load(f)
-  assert saved['n_images'] == 32 and 0.0 <= saved['mcnemar_p'] <= 1.0
-  model = inference.load_classifier(dirs['baseline'])
-  val = inputs.from_manifest(RunDir(dirs['baseline']).manifest(), 'validation',
-                             model.config.data)
-  pred = inputs.batched(model.probs, val.images, 64).argmax(-1)
-  base = saved['baseline']
-  assert base['accuracy'] == pytest.approx(skm.accuracy_score(val.labels, pred))
-  np.testing.assert_array_equal(base['confusion_matrix'],
-                                skm.confusion_matrix(val.labels, pred, labels=range(4)))
-  for name in ('glioma', 'meningioma', 'no_tumor', 'pituitary'):
-    assert set(base['per_class'][name]) >= {'precision', 'recall', 'f1', 'support',
-                                            'sensitivity', 'specificity'}
-  assert set(base['robustness']) >= {'clean', 'gaussian_noise', 'jpeg', 'rotation'}
-  assert np.isfinite(saved['gan']['fid']) and saved['gan']['n_generated'] == 24
+@pytest.fixture(scope='module')
+def evaluation(done_study, tmp_path_factory):
+  workdir, config = done_study
+  out = str(tmp_path_factory.mktemp('report'))
+  ev = evaluate_config.get_config()
+  ev.n_boot, ev.gan_per_class, ev.kid_subsets, ev.kid_subset_size = 100, 6, 3, 6
+  ev.robustness_max_images = 8
+  metrics = runner.evaluate(ev, baseline=os.path.join(workdir, 'clf', 'baseline_f1_s0'),
+                            augmented=os.path.join(workdir, 'clf', 'augmented_f1_s0'), out=out,
+                            synthetic_dir=os.path.join(workdir, 'generate', 'conditioned_f1'),
+                            test_dir=config.test_dir)
+  return workdir, out, metrics
 
 
-def test_report_and_figures(done_study):
-  _, dirs, metrics = done_study
-  out = dirs['evaluate']
-  report = open(os.path.join(out, 'report.md')).read()
-  assert 'Verdict' in report and f'{metrics["n_images"]} images' in report
-  # How long each model trained, read back from the runs' own logs.
+def test_evaluate_scores_the_test_split_like_sklearn(evaluation):
+  workdir, out, metrics = evaluation
   saved = json.load(open(os.path.join(out, 'metrics.json')))
-  for name in ('baseline', 'augmented'):
-    records = [json.loads(l) for l in open(os.path.join(dirs[name], 'metrics.jsonl'))]
-    want = max(r['step'] for r in records if 'epoch' in r)
-    assert saved['training_steps'][name]['steps'] == want
-  assert f"baseline {saved['training_steps']['baseline']['steps']} optimizer steps" in report
-  for png in ('training_curves', 'confusion_matrices', 'roc_curves', 'predictions',
-              'gan_samples', 'nearest_neighbours'):
-    assert os.path.getsize(os.path.join(out, f'{png}.png')) > 5000, png
-    assert f'{png}.png' in report
+  assert saved['split'] == 'test' and 0.0 <= saved['mcnemar_p'] <= 1.0
+  model = inference.load_classifier(os.path.join(workdir, 'clf', 'baseline_f1_s0'))
+  test = inputs.from_manifest(RunDir(os.path.join(workdir, 'clf', 'baseline_f1_s0')).manifest(),
+                              'test', model.config.data)
+  pred = inputs.batched(model.probs, test.images, 64).argmax(-1)
+  base = saved['baseline']
+  assert saved['n_images'] == len(test) > 0
+  assert base['accuracy'] == pytest.approx(skm.accuracy_score(test.labels, pred))
+  np.testing.assert_array_equal(base['confusion_matrix'],
+                                skm.confusion_matrix(test.labels, pred, labels=range(4)))
+  assert set(base['robustness']) >= {'clean', 'gaussian_noise', 'jpeg', 'rotation'}
+  assert 'copy images of the study data' in saved['external_test']['note']
 
 
-def test_runs_on_different_splits_are_refused(done_study, tmp_path):
-  _, dirs, _ = done_study
-  text = open(RunDir(dirs['baseline']).manifest()).read()
+def test_evaluate_refuses_runs_on_different_splits(evaluation, tmp_path):
+  workdir, _, _ = evaluation
+  baseline = os.path.join(workdir, 'clf', 'baseline_f1_s0')
+  text = open(RunDir(baseline).manifest()).read()
   (tmp_path / 'manifest.csv').write_text(text.replace(',train,', ',validation,', 1))
-  config = RunDir(dirs['baseline']).read_config()
+  config = RunDir(baseline).read_config()
   config.data.prepared_dir = str(tmp_path)
   RunDir(str(tmp_path)).write_config(config)
   with pytest.raises(ValueError, match='different splits'):
-    runner.check_same_split(dirs['baseline'], str(tmp_path))
+    runner.check_same_split(baseline, str(tmp_path))
+
+
+def test_partial_grid_names_missing_cells_and_selection(done_study):
+  """Last in this file: it removes cells of the shared study."""
+  workdir, config = done_study
+  partial = workdir
+  shutil.rmtree(os.path.join(partial, 'clf', 'shuffled_f0.5_s1'))
+  shutil.rmtree(os.path.join(partial, 'report'))
+  study.run_study(config, partial, patterns=('report',))
+  report = open(os.path.join(partial, 'report', 'report.md')).read()
+  assert 'Missing cells (1)' in report and 'clf/shuffled_f0.5_s1' in report
+  # A selected cell whose inputs are missing is refused, naming them.
+  shutil.rmtree(os.path.join(partial, 'generate', 'conditioned_f0.5'))
+  with pytest.raises(ValueError, match=r"needs \['generate/conditioned_f0.5'\]"):
+    study.run_study(config, partial, patterns=('clf/shuffled_f0.5_s1',))

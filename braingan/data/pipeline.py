@@ -19,6 +19,7 @@ import numpy as np
 
 from braingan.data import CLASSES
 from braingan.data import decode
+from braingan.data import manifest as manifest_lib
 from braingan.data import prepare as prepare_lib
 from braingan.data import scan as scan_lib
 from braingan.runtime import distributed
@@ -71,15 +72,18 @@ class DataSource:
     return global_batch // processes
 
   def train_dataset(self, epoch: int, global_batch: int, steps: int, *,
-                    synthetic: tuple | None = None,
-                    synthetic_ratio: float = 0.0) -> tf.data.Dataset:
+                    synthetic: tuple | None = None, synthetic_ratio: float = 0.0,
+                    balance: float = 0.0) -> tf.data.Dataset:
     """One epoch of `steps` global batches as a tf.data.Dataset of this process's share.
 
     The training split is shuffled and repeated, so an epoch can have any number of steps;
-    same (seed, epoch) -> same batches, on every process.
+    same (seed, epoch) -> same batches, on every process. With `balance` > 0 the real images
+    are drawn per class, class c with probability (1 - balance) p_c + balance / K (p_c: its
+    share of the split); with `synthetic`, a `synthetic_ratio` share of the stream is synthetic
+    (1: synthetic images only).
     """
-    if not 0.0 <= synthetic_ratio < 1.0:
-      raise ValueError(f'config.data.synthetic_ratio={synthetic_ratio} must be in [0, 1)')
+    if not 0.0 <= synthetic_ratio <= 1.0:
+      raise ValueError(f'config.data.synthetic_ratio={synthetic_ratio} must be in [0, 1]')
     local_batch = self._local_batch(global_batch)
 
     def seed_for(salt: int) -> int:  # Python's hash() is salted per process; this is not.
@@ -91,8 +95,19 @@ class DataSource:
                       reshuffle_each_iteration=True)
       return ds.repeat()
 
-    ds = source(self.images['train'], self.labels['train'], 1)
-    if synthetic is not None and synthetic_ratio > 0:
+    images, labels = self.images['train'], self.labels['train']
+    if balance > 0:
+      present = [c for c in range(len(CLASSES)) if np.any(labels == c)]
+      share = np.bincount(labels, minlength=len(CLASSES)) / len(labels)
+      weights = [(1 - balance) * share[c] + balance / len(present) for c in present]
+      ds = tf.data.Dataset.sample_from_datasets(
+          [source(images[labels == c], labels[labels == c], 10 + c) for c in present],
+          weights=weights, seed=seed_for(4))
+    else:
+      ds = source(images, labels, 1)
+    if synthetic is not None and synthetic_ratio == 1.0:   # synthetic only (CAS)
+      ds = source(*synthetic, 2)
+    elif synthetic is not None and synthetic_ratio > 0:
       ds = tf.data.Dataset.sample_from_datasets(
           [ds, source(*synthetic, 2)], weights=[1 - synthetic_ratio, synthetic_ratio],
           seed=seed_for(3))
@@ -110,25 +125,36 @@ class DataSource:
     return ds.with_options(options)
 
   def train_epoch(self, epoch: int, global_batch: int, steps: int, *, synthetic_dir: str = '',
-                  synthetic_ratio: float = 0.0):
+                  synthetic_ratio: float = 0.0, synthetic_labels: str = 'intended',
+                  balance: float = 0.0):
     """Iterator of {'image': float32 [b,S,S,C] in [-1, 1], 'label': int32 [b]}, one epoch."""
     synthetic = None
     if synthetic_dir and synthetic_ratio > 0:
-      synthetic = self.synthetic(synthetic_dir)
+      synthetic = self.synthetic(synthetic_dir, synthetic_labels)
     ds = self.train_dataset(epoch, global_batch, steps, synthetic=synthetic,
-                            synthetic_ratio=synthetic_ratio)
+                            synthetic_ratio=synthetic_ratio, balance=balance)
     for batch in ds.as_numpy_iterator():   # uint8 on the host; scaled once, here
       yield {'image': decode.to_model_input(batch['image'][..., 0], self.channels),
              'label': batch['label']}
 
-  def synthetic(self, folder: str):
-    """Generated images as a second source; loaded once per folder and kept."""
+  def synthetic(self, folder: str, labels: str = 'intended'):
+    """Generated images as a second source; loaded once per folder and kept.
+
+    labels='shuffled' (the study's control) permutes the synthetic labels with a seeded
+    permutation, so class information is gone and everything else stays; real labels are
+    never touched.
+    """
     cache = self.__dict__.setdefault('_synthetic_cache', {})
-    if folder not in cache:
+    if (folder, labels) not in cache:
       size = self.images['train'].shape[1]
-      cache[folder] = load_folder_arrays(folder, size)
-      logging.info('Synthetic source %s: %d images', folder, len(cache[folder][1]))
-    return cache[folder]
+      images, classes = load_folder_arrays(folder, size)
+      if labels == 'shuffled':
+        classes = np.random.default_rng([self.seed, 0x5eed]).permutation(classes)
+      elif labels != 'intended':
+        raise ValueError(f"config.data.synthetic_labels={labels!r}: 'intended' or 'shuffled'")
+      cache[(folder, labels)] = (images, classes)
+      logging.info('Synthetic source %s: %d images', folder, len(classes))
+    return cache[(folder, labels)]
 
   def eval_batches(self, global_batch: int, split: str = 'validation'):
     """All of `split` in order, this process's slice of each global batch, last one padded."""
@@ -145,30 +171,65 @@ class DataSource:
 
 
 def read_split(builder, split: str):
-  """Reads one prepared TFDS split into memory through tf.data (file order is fixed)."""
+  """One prepared TFDS split in memory: (uint8 images, int32 labels, source paths)."""
+  size = builder.builder_config.image_size
+  empty = (np.zeros((0, size, size, 1), np.uint8), np.zeros((0,), np.int32), [])
+  if split not in builder.info.splits:
+    return empty
   ds = builder.as_dataset(split=split, shuffle_files=False)
-  ds = ds.map(lambda ex: (ex['image'], ex['label'])).batch(1024)
-  images, labels = [], []
-  for image, label in ds.as_numpy_iterator():
+  ds = ds.map(lambda ex: (ex['image'], ex['label'], ex['path'])).batch(1024)
+  images, labels, paths = [], [], []
+  for image, label, path in ds.as_numpy_iterator():
     images.append(image)
     labels.append(label.astype(np.int32))
-  size = builder.builder_config.image_size
+    paths += [p.decode('utf-8') for p in path]
   if not images:
-    return np.zeros((0, size, size, 1), np.uint8), np.zeros((0,), np.int32)
-  return np.concatenate(images), np.concatenate(labels)
+    return empty
+  return np.concatenate(images), np.concatenate(labels), paths
+
+
+def nested_subset(labels: np.ndarray, units: np.ndarray, fraction: float,
+                  seed: int) -> np.ndarray:
+  """Sorted indices of a stratified `fraction` of the rows, whole units at a time.
+
+  Per class, the units are put in an order drawn from (seed, class) and taken from the front
+  until the class has its share, so for one seed a smaller fraction's rows are a subset of a
+  larger fraction's.
+  """
+  keep = []
+  for c in np.unique(labels):
+    rows = np.nonzero(labels == c)[0]
+    class_units = np.unique(units[rows])
+    order = np.random.default_rng([seed, int(c)]).permutation(len(class_units))
+    wanted, taken = max(1, int(round(len(rows) * fraction))), 0
+    for unit in class_units[order]:
+      if taken >= wanted:
+        break
+      members = rows[units[rows] == unit]
+      keep += members.tolist()
+      taken += len(members)
+  return np.sort(np.asarray(keep, np.int64))
 
 
 def load(data_cfg, prepared_dir: str, seed: int) -> DataSource:
   """Prepares the data in `prepared_dir` (once; process 0) and returns the in-memory source."""
   if jax.process_index() != 0:
     distributed.sync('braingan_prepare')  # Wait for process 0 to prepare.
-  summary, builder = prepare_lib.prepare(data_cfg, prepared_dir, seed)
+  summary, builder = prepare_lib.prepare(data_cfg, prepared_dir)
   if jax.process_index() == 0:
     distributed.sync('braingan_prepare')
   logging.info('Data in %s:\n%s', os.path.abspath(prepared_dir),
                prepare_lib.format_summary(summary))
   images, labels = {}, {}
-  for split in ('train', 'validation'):
-    images[split], labels[split] = read_split(builder, split)
+  for split in ('train', 'validation', 'test'):
+    images[split], labels[split], paths = read_split(builder, split)
+    if split == 'train' and data_cfg.fraction < 1.0:
+      unit_of = {r.path: r.group for r in manifest_lib.read(
+          os.path.join(prepared_dir, prepare_lib.MANIFEST))}
+      keep = nested_subset(labels[split], np.array([unit_of[p] for p in paths]),
+                           data_cfg.fraction, data_cfg.subset_seed)
+      images[split], labels[split] = images[split][keep], labels[split][keep]
+      logging.info('Training on %d of %d images (fraction %g, subset seed %d).', len(keep),
+                   len(paths), data_cfg.fraction, data_cfg.subset_seed)
   return DataSource(images=images, labels=labels, channels=data_cfg.channels, seed=seed,
                     summary=summary, shuffle_buffer=data_cfg.shuffle_buffer)

@@ -50,6 +50,8 @@ class Record:
   height: int = 0
   mode: str = ''
   reason: str = ''     # why the file is unusable, '' when it is fine
+  # 64x64 gray thumbnail for the related-image check (split.py); not written to the manifest.
+  thumb: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def canonical_class(folder_name: str) -> str | None:
@@ -92,6 +94,7 @@ def _inspect(record: Record) -> Record:
   try:
     gray = decode.load_gray(record.path, image_size=64)
     record.phash = perceptual_hash(gray)
+    record.thumb = gray
   except decode.ImageError as e:
     record.reason = e.reason
   except OSError as e:  # e.g. a symlink loop or a permission problem

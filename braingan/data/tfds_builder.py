@@ -32,8 +32,9 @@ class BrainMriConfig(tfds.core.BuilderConfig):
 class BrainMri(tfds.core.GeneratorBasedBuilder):
   """Brain MRI slices in four classes, grayscale, resized, split by braingan's manifest."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Manifest-driven split with duplicate groups on one side.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Manifest-driven split with duplicate groups on one side.',
+                   '1.1.0': 'A test split when the manifest has one.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       'Point config.data.data_dir at a folder with one sub-folder per class (glioma, meningioma, '
       'no_tumor/notumor, pituitary; *_tumor aliases work). braingan writes manifest.csv first.')
@@ -64,7 +65,8 @@ class BrainMri(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # Paths in the manifest are absolute; the manual dir is the same folder.
     rows = manifest_lib.read(self.builder_config.manifest_path)
     return {split: self._generate_examples([r for r in rows if r.split == split])
-            for split in ('train', 'validation')}
+            for split in ('train', 'validation', 'test')
+            if any(r.split == split for r in rows)}
 
   def _generate_examples(self, rows):
     cfg = self.builder_config

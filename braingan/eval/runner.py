@@ -86,12 +86,15 @@ def evaluate(config, *, baseline: str, augmented: str, out: str, gan: str = '',
       models['augmented'].channels != data_cfg.channels):
     raise ValueError('baseline and augmented runs use different image sizes or channels')
 
-  val = inputs.from_manifest(manifest_path, 'validation', data_cfg)
-  logging.info('Evaluating on %d validation images from %s', len(val), manifest_path)
+  rows = manifest_lib.read(manifest_path)
+  # The verdict belongs to the test split when there is one; validation chose the checkpoints.
+  split = 'test' if any(r.split == 'test' for r in rows) else 'validation'
+  val = inputs.from_manifest(manifest_path, split, data_cfg)
+  logging.info('Evaluating on %d %s images from %s', len(val), split, manifest_path)
   probs = {name: inputs.batched(model.probs, val.images, config.batch_size)
            for name, model in models.items()}
   metrics = _compare(val.labels, probs, config)
-  metrics['split'] = 'validation'
+  metrics['split'] = split
 
   for name, model in models.items():
     images = val.images[:config.robustness_max_images]
@@ -115,8 +118,8 @@ def evaluate(config, *, baseline: str, augmented: str, out: str, gan: str = '',
           os.path.join(out, 'predictions.png'), probs=probs['augmented']),
   }
 
-  notes = [f'Validation split: {len(val)} real images listed in {manifest_path}; no synthetic '
-           'image is ever used for validation or model selection.']
+  notes = [f'{split.capitalize()} split: {len(val)} real images listed in {manifest_path}; '
+           'no synthetic image is ever used for validation, model selection or scoring.']
   steps = {'baseline': training_steps(baseline), 'augmented': training_steps(augmented)}
   metrics['training_steps'] = {k: None if v is None else {'steps': v[0], 'epochs': v[1]}
                                for k, v in steps.items()}
@@ -124,9 +127,8 @@ def evaluate(config, *, baseline: str, augmented: str, out: str, gan: str = '',
   if budget:
     notes.append(budget)
   if test_dir:
-    train_sha = frozenset(r.sha256 for r in manifest_lib.read(manifest_path)
-                          if r.split == 'train')
-    test = inputs.from_folder(test_dir, data_cfg, exclude_sha256=train_sha)
+    test = inputs.from_folder(test_dir, data_cfg,
+                              exclude_like=[r for r in rows if r.split != 'skipped'])
     test_probs = {name: inputs.batched(model.probs, test.images, config.batch_size)
                   for name, model in models.items()}
     metrics['external_test'] = _compare(test.labels, test_probs, config)

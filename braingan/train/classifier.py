@@ -147,4 +147,5 @@ class ClassifierRecipe(Recipe):
     data = self.config.data
     return self.data.train_epoch(epoch, self.config.batch_size, steps,
                                  synthetic_dir=data.synthetic_dir,
-                                 synthetic_ratio=data.synthetic_ratio)
+                                 synthetic_ratio=data.synthetic_ratio,
+                                 synthetic_labels=data.synthetic_labels, balance=data.balance)

@@ -1,0 +1,50 @@
+"""A GAN cell's conditioning metrics, from its generated pool and the study's judge.
+
+Writes <cell>/conditioning.json (eval/conditioning.score: class agreement with intervals, FID /
+KID overall and per class on equal-size sets, memorisation in feature and pixel space) and two
+figures: a grid with one row per class, and the generated images closest to a training image.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from braingan import files
+from braingan.data import CLASSES
+from braingan.eval import conditioning
+from braingan.eval import gan_metrics
+from braingan.eval import inputs
+from braingan.eval import plots
+from braingan.study import plan as plan_lib
+
+
+def run(config, workdir: str, cell: plan_lib.Cell) -> dict:
+  out = plan_lib.cell_dir(workdir, cell.name)
+  judge = conditioning.load_judge(os.path.abspath(plan_lib.cell_dir(workdir, 'judge')))
+  pool = inputs.from_folder(plan_lib.cell_dir(workdir, cell.needs[0]),
+                            judge.model.config.data)
+  per_class = cell.params['per_class']
+  keep = np.concatenate([np.nonzero(pool.labels == k)[0][:per_class]
+                         for k in range(len(CLASSES))])
+  generated, labels = pool.images[keep], pool.labels[keep]
+  result = conditioning.score(judge, generated, labels, n_boot=config.evaluate.n_boot,
+                              seed=config.seed, kid_subsets=config.evaluate.kid_subsets)
+  figures = {'samples': os.path.join(out, 'samples.png'),
+             'nearest': os.path.join(out, 'nearest_train.png')}
+  plots.class_sample_grid({c: generated[labels == k] for k, c in enumerate(CLASSES)},
+                          figures['samples'])
+  pairs = result['memorisation']['pixels']['closest_pairs']
+  plots.nearest_neighbour_pairs(
+      generated[[p['generated_index'] for p in pairs]],
+      judge.train.images[[p['train_index'] for p in pairs]],
+      [p['distance'] for p in pairs], figures['nearest'],
+      threshold=result['memorisation']['pixels']['threshold'])
+  for space in ('features', 'pixels'):
+    result['memorisation'][space] = gan_metrics.memorisation_summary(
+        result['memorisation'][space])
+  result['figures'] = {k: os.path.relpath(v, workdir) for k, v in figures.items()}
+  files.write_json(os.path.join(out, 'conditioning.json'), result, default=float)
+  overall = result['agreement']['overall']
+  return {'agreement': overall['point'], 'fid': result['fid'],
+          'judge_val_accuracy': result['judge_val_accuracy']}
