@@ -1,6 +1,9 @@
 """The braingan web app: classify an uploaded MRI slice, show why, and show what the GAN makes.
 
-  streamlit run braingan/app.py -- --classifier=runs/clf_aug [--gan=runs/cgan]
+  streamlit run braingan/app.py -- --classifier=exports/clf [--gan=exports/gan]
+
+--classifier / --gan take an export (python -m braingan.export; what a deployment ships) or,
+for convenience, a training run directory.
 
 Layout only; the work (loading, preprocessing, prediction, Grad-CAM, sampling) is in
 `braingan/serve.py` so it is tested without a browser. Checkpoints are loaded once per process
@@ -37,8 +40,10 @@ DISCLAIMER = ('**Research tool - not a diagnostic device.** The predictions, sal
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog='streamlit run braingan/app.py --')
-  parser.add_argument('--classifier', default='', help='workdir of a finished classifier run')
-  parser.add_argument('--gan', default='', help='workdir of a finished cGAN run (optional)')
+  parser.add_argument('--classifier', default='',
+                      help='an export (python -m braingan.export) or a finished classifier run')
+  parser.add_argument('--gan', default='',
+                      help='a generator export or a finished cGAN run (optional)')
   args, _ = parser.parse_known_args(argv)
   return args
 
@@ -60,12 +65,12 @@ def load_generator(workdir: str):
     return None, str(e)
 
 
-def _run_summary(workdir: str) -> str:
-  path = os.path.join(workdir, 'final_metrics.json')
-  if not os.path.exists(path):
-    return ''
-  with open(path, encoding='utf-8') as f:
-    final = json.load(f)
+def _run_summary(service) -> str:
+  final = service.model.meta.get('metrics', {})   # an export's provenance metrics
+  path = os.path.join(service.workdir, 'final_metrics.json')
+  if os.path.exists(path):
+    with open(path, encoding='utf-8') as f:
+      final = json.load(f)
   acc = final.get('val_accuracy')
   return (f'validation accuracy {acc:.1%} on {final.get("val_count", "?")} images'
           if isinstance(acc, (int, float)) else '')
@@ -77,10 +82,10 @@ def sidebar(args, service) -> None:
     st.markdown(f'Classifier run: `{args.classifier or "(none)"}`')
     if service is not None:
       cfg = service.data_cfg
-      size_mb = serve.checkpoint_size_bytes(service.workdir) / 1e6
+      size_mb = serve.model_size_bytes(service.workdir) / 1e6
       st.caption(f'{cfg.image_size}x{cfg.image_size} px, {cfg.channels} channel(s), '
-                 f'resize "{cfg.resize}"; checkpoints on disk {size_mb:.1f} MB')
-      summary = _run_summary(service.workdir)
+                 f'resize "{cfg.resize}"; weights on disk {size_mb:.1f} MB')
+      summary = _run_summary(service)
       if summary:
         st.caption(summary)
     st.markdown(f'GAN run: `{args.gan or "(none)"}`')

@@ -3,7 +3,8 @@
 Evaluation, generation, export and the app load runs through here. Nothing is written to the
 run directory (braingan/train/checkpoint.CheckpointReader), no optimizer is rebuilt: the
 restore target is the shape of the model's own variables (jax.eval_shape of its init), and only
-those leaves are read from the checkpoint.
+those leaves are read from the checkpoint. An export folder (braingan/artifact.py) loads the
+same way, checked against the model its config describes, without Orbax.
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from braingan import artifact
 from braingan import models
-from braingan.run_dir import RunDir
+from braingan.models import cdcgan
 
 
 def _variable_shapes(module, *args, **kwargs) -> dict:
@@ -47,13 +49,29 @@ class Classifier:
   __call__ = probs
 
 
+def _from_export(path: str, kind: str, shapes_of):
+  description, config, variables = artifact.load(path, kind)
+  module = models.build(config)
+  artifact.check_against(variables, shapes_of(config, module), path)
+  return description, config, module, jax.tree.map(jnp.asarray, variables)
+
+
+def _classifier_shapes(config, module) -> dict:
+  size, channels = config.data.image_size, config.data.channels
+  return _variable_shapes(module, jnp.zeros((1, size, size, channels), jnp.float32))
+
+
 def load_classifier(workdir: str, which: str = 'best') -> Classifier:
-  """The classifier of a finished run: its best checkpoint, or 'latest'."""
+  """The classifier of a finished run (its best checkpoint, or 'latest'), or of an export."""
+  if artifact.is_export(workdir):
+    description, config, module, variables = _from_export(workdir, 'classifier',
+                                                          _classifier_shapes)
+    return Classifier(config, module, variables, description['provenance'])
+  from braingan.run_dir import RunDir  # pylint: disable=import-outside-toplevel
   run = RunDir(workdir)
   config = run.read_config()
   module = models.build(config)
-  size, channels = config.data.image_size, config.data.channels
-  target = _variable_shapes(module, jnp.zeros((1, size, size, channels), jnp.float32))
+  target = _classifier_shapes(config, module)
   reader = run.reader()
   best = which == 'best'
   variables = reader.restore(target, best=best)
@@ -68,8 +86,7 @@ class Generator:
     self.config, self.module, self.variables, self.meta = config, module, variables, meta or {}
     self.step = int(step)
     self.latent_dim = int(config.model.latent_dim)
-    from braingan.train import gan  # pylint: disable=import-outside-toplevel
-    cond = jnp.float32(gan.condition_scale(config, self.step))
+    cond = jnp.float32(cdcgan.condition_scale(config.transition_steps, self.step))
     self._sample = jax.jit(lambda v, z, y: module.apply(v, z, y, train=False, cond_scale=cond))
 
   def sample(self, z: Any, labels: Any) -> np.ndarray:
@@ -77,18 +94,28 @@ class Generator:
                                    jnp.asarray(labels, jnp.int32)))
 
   def latents(self, seed: int, indices: Any) -> jax.Array:
-    from braingan.train import gan  # pylint: disable=import-outside-toplevel
-    return gan.latents(seed, indices, self.latent_dim)
+    return cdcgan.latents(seed, indices, self.latent_dim)
+
+
+def _generator_shapes(config, modules) -> dict:
+  generator = modules[0] if isinstance(modules, tuple) else modules
+  return _variable_shapes(generator, jnp.zeros((1, config.model.latent_dim), jnp.float32),
+                          jnp.zeros((1,), jnp.int32), train=False)
 
 
 def load_generator(workdir: str, step: int | None = None, use_ema: bool = True) -> Generator:
   """The generator of a GAN run at `step` (default: the latest), its EMA weights if it kept
-  them (and use_ema)."""
+  them (and use_ema); or of an export (which holds the weights it was exported with)."""
+  if artifact.is_export(workdir):
+    description, config, modules, variables = _from_export(workdir, 'generator',
+                                                           _generator_shapes)
+    return Generator(config, modules[0], variables, description['provenance']['step'],
+                     description['provenance'])
+  from braingan.run_dir import RunDir  # pylint: disable=import-outside-toplevel
   run = RunDir(workdir)
   config = run.read_config()
   generator, _ = models.build(config)
-  shapes = _variable_shapes(generator, jnp.zeros((1, config.model.latent_dim), jnp.float32),
-                            jnp.zeros((1,), jnp.int32), train=False)
+  shapes = _generator_shapes(config, generator)
   target = {'generator': {**shapes, 'step': jax.ShapeDtypeStruct((), jnp.int32)}}
   ema = use_ema and config.ema.decay > 0
   if ema:

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from braingan.data import CLASSES
+from braingan import artifact
 from braingan import images as images_lib
 from braingan.data import decode
 
@@ -215,10 +216,13 @@ class ClassifierService:
                       seconds=time.perf_counter() - t0)
 
 
-def checkpoint_size_bytes(workdir: str) -> int:
+def model_size_bytes(path: str) -> int:
+  """Bytes of the weights the app loaded: an export's weights file, or a run's checkpoints."""
+  if artifact.is_export(path):
+    return os.path.getsize(os.path.join(path, artifact.WEIGHTS))
   total = 0
-  for root, _, files in os.walk(os.path.join(workdir, 'checkpoints')):
-    total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+  for root, _, names in os.walk(os.path.join(path, 'checkpoints')):
+    total += sum(os.path.getsize(os.path.join(root, f)) for f in names)
   return total
 
 
@@ -228,13 +232,17 @@ def load_classifier(workdir: str) -> ClassifierService:
     raise CheckpointError('no classifier run given: start the app with '
                           '`streamlit run braingan/app.py -- --classifier=runs/clf_aug`')
   if not os.path.isdir(workdir):
-    raise CheckpointError(f'{workdir}: no such directory (expected a finished classifier run)')
-  for needed in ('config.json', 'checkpoints'):
-    if not os.path.exists(os.path.join(workdir, needed)):
-      raise CheckpointError(f'{workdir}: no {needed}; is this a finished classifier run '
-                            '(train_classifier.py --workdir=...)?')
+    raise CheckpointError(f'{workdir}: no such directory (expected an export or a finished '
+                          'classifier run)')
+  if not artifact.is_export(workdir):
+    for needed in ('config.json', 'checkpoints'):
+      if not os.path.exists(os.path.join(workdir, needed)):
+        raise CheckpointError(f'{workdir}: no {needed}; is this an export (python -m '
+                              'braingan.export) or a finished classifier run?')
   try:
     return ClassifierService(workdir)
+  except artifact.ArtifactError as e:
+    raise CheckpointError(str(e)) from e
   except Exception as e:  # Orbax/Flax raise many types for a checkpoint that does not fit.
     raise CheckpointError(f'{workdir}: the checkpoint could not be loaded as a classifier '
                           f'({type(e).__name__}: {_first_line(e)})') from e

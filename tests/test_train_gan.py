@@ -147,6 +147,9 @@ def test_sigkill_then_resume_finishes(tmp_path):
   resumed = subprocess.run(_train_cmd(workdir, data_dir, epochs=max(finished_before) + 2),
                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+  log = resumed.stdout + resumed.stderr    # written to a pipe, as to a log file:
+  assert '\r' not in log and '\x1b' not in log, log[:2000]   # no bars or escape codes
+  assert 'Downloading and preparing' not in log               # TFDS chatter hidden
   records = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
   last = max(finished_before)
   steps_per_epoch = records[0]['step']

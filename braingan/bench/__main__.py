@@ -8,8 +8,9 @@ import sys
 
 from braingan.runtime import hostmem
 
-BENCHMARKS = {'data': 'braingan.bench.data', 'gan': 'braingan.bench.gan', 'classifier': 'braingan.bench.classifier',
-              'scaling': 'braingan.bench.scaling'}
+BENCHMARKS = {'data': 'braingan.bench.data', 'gan': 'braingan.bench.gan',
+              'classifier': 'braingan.bench.classifier', 'scaling': 'braingan.bench.scaling',
+              'export': 'braingan.bench.export'}
 
 
 def main(argv=None) -> int:

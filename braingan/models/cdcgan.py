@@ -159,6 +159,21 @@ class Discriminator(nn.Module):
     return logits, class_logits
 
 
+def latents(seed: int, indices: Any, latent_dim: int) -> jax.Array:
+  """Noise of generated image i: N(0, I) from fold_in(key(seed), i), whatever the batching."""
+  key = jax.random.key(seed)
+  return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (latent_dim,)))(
+      jnp.asarray(indices))
+
+
+def condition_scale(transition_steps: int, step: Any) -> Any:
+  """Transitional conditioning (config.transition_steps): the label's weight at `step`, rising
+  linearly from 0 to 1 over transition_steps; 1 when off."""
+  if not transition_steps:
+    return 1.0
+  return jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / transition_steps)
+
+
 def build(model_cfg: ml_collections.ConfigDict, image_size: int, channels: int,
           num_classes: int, dtype: Any = jnp.float32) -> tuple[Generator, Discriminator]:
   """Generator and discriminator from the config's `model` section (configs/cgan.py).

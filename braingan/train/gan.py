@@ -35,6 +35,7 @@ import numpy as np
 
 from braingan import images as images_lib
 from braingan import models
+from braingan.models import cdcgan
 from braingan.data import CLASSES, NUM_CLASSES
 from braingan.runtime import distributed
 from braingan.runtime import parallel
@@ -67,18 +68,12 @@ def step_randomness(g_state: TrainState, batch_size: int, latent_dim: int):
   return jax.random.normal(z_key, (batch_size, latent_dim), jnp.float32), key
 
 
-def latents(seed: int, indices: Any, latent_dim: int) -> jax.Array:
-  """Noise of generated image i: N(0, I) from fold_in(key(seed), i), whatever the batching."""
-  key = jax.random.key(seed)
-  return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (latent_dim,)))(
-      jnp.asarray(indices))
+latents = cdcgan.latents
 
 
 def condition_scale(config, step: Any) -> Any:
   """Transitional conditioning: the label's weight at `step` (1 when off)."""
-  if not config.transition_steps:
-    return 1.0
-  return jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / config.transition_steps)
+  return cdcgan.condition_scale(config.transition_steps, step)
 
 
 def _interleave(a: jax.Array, b: jax.Array) -> jax.Array:
