@@ -1,8 +1,8 @@
 """Config validation before any work: fields, types, ranges, names, and resume compatibility.
 
 `validate(config)` runs first in every trainer, before a file is written or an image decoded.
-The schema is the default config of the model's family (configs/cgan.py for GANs,
-configs/classifier.py for classifiers): a field that is not in it (a typo, or an option of
+The schema is the default config of the model (braingan/models REGISTRY: configs/cgan.py for
+GANForge's GAN, configs/cgan_conditioned.py for the compact one, configs/classifier.py): a field that is not in it (a typo, or an option of
 another model) is an error, as is a field of the wrong type, an out-of-range value, an unknown
 name (model, loss, augmentation, conditioning, freeze preset...), or a classifier-only data
 option set on a GAN. Every message names the field.
@@ -23,12 +23,6 @@ BUDGET = ('epochs', 'keep_checkpoints', 'checkpoint_every', 'log_every_seconds',
 
 class ConfigError(ValueError):
   """One or more invalid fields; the message lists each, by its full name."""
-
-
-def _schema(family: str) -> ml_collections.ConfigDict:
-  # The defaults are the schema; imported here so braingan does not import configs at load time.
-  from configs import cgan, classifier  # pylint: disable=import-outside-toplevel
-  return {'gan': cgan.get_config, 'classifier': classifier.get_config}[family]()
 
 
 def _flatten(config: Any, prefix: str = '') -> dict[str, Any]:
@@ -144,11 +138,11 @@ def _name_problems(config, family: str) -> list[str]:
       problems.append(str(e))
 
   if family == 'gan':
-    from braingan.models import cdcgan  # pylint: disable=import-outside-toplevel
+    from braingan import models  # pylint: disable=import-outside-toplevel
     from braingan.train import augment, losses  # pylint: disable=import-outside-toplevel
     check(lambda: losses.get(config.loss))
     check(lambda: augment.parse_policy(config.diffaug.policy))
-    check(lambda: cdcgan.build(config.model, config.data.image_size, config.data.channels, 4))
+    check(lambda: models.build(config))
     if config.diffaug.ada_target > 0 and not config.diffaug.policy:
       problems.append('config.diffaug.ada_target > 0 needs a config.diffaug.policy to adapt.')
   else:
@@ -179,7 +173,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     family = models.family(config)
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  schema = _flatten(_schema(family))
+  schema = _flatten(models.default_config(config))
   flat = _flatten(config)
   problems = [f'config.{k} is not a field of a {family} config (misspelt, or an option of '
               'another model?).' for k in flat if k not in schema]

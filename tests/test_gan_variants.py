@@ -173,3 +173,40 @@ def test_variant_steps_learn_and_report(overrides):
     assert 0.0 <= values['augment_p'] <= 1.0 and 'real_sign' in values
   if overrides.get('model.d_conditioning') == 'auxiliary':
     assert 0.0 <= values['d_class_acc'] <= 1.0
+
+
+def test_compact_discriminator_scores_pairs_like_separate_calls():
+  from braingan.models import compact_gan  # pylint: disable=import-outside-toplevel
+  d = compact_gan.Discriminator(image_size=32, widths=(8, 8, 16), mbstd_group=4)
+  real = jnp.asarray(RNG.uniform(-1, 1, (8, 32, 32, 1)), jnp.float32)
+  fake = jnp.asarray(RNG.uniform(-1, 1, (8, 32, 32, 1)), jnp.float32)
+  y = jnp.arange(8) % 4
+  variables = d.init(jax.random.key(0), real, y)
+  both_logits, both_cls = d.apply(variables, gan._interleave(real, fake, 4),  # pylint: disable=protected-access
+                                  gan._interleave(y, y, 4))  # pylint: disable=protected-access
+  (r, f), (rc, fc) = (gan._split_pairs(both_logits, 4),  # pylint: disable=protected-access
+                      gan._split_pairs(both_cls, 4))  # pylint: disable=protected-access
+  alone_r, alone_rc = d.apply(variables, real, y)
+  alone_f, _ = d.apply(variables, fake, y)
+  np.testing.assert_allclose(r, alone_r, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(f, alone_f, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(rc, alone_rc, rtol=1e-5, atol=1e-5)
+  # The minibatch-std channel really depends on the group: another group mate changes it.
+  changed = real.at[1].set(0.0)
+  assert not np.allclose(d.apply(variables, changed, y)[0][0], alone_r[0])
+
+
+def test_recommended_preset_steps():
+  from configs import cgan_conditioned  # pylint: disable=import-outside-toplevel
+  config = cgan_conditioned.get_config()
+  config.data.image_size = 32
+  config.model.g_widths, config.model.d_widths = (16, 8, 8), (8, 16, 16)
+  config.model.g_base_depth, config.model.latent_dim = 16, 16
+  config.batch_size = 8
+  trainer = trainer_for(config)
+  state = trainer.initial_state()
+  for i in range(3):
+    state, metrics = trainer.step(state, _batch(config, 8, seed=i))
+  values = {k: float(v) for k, v in metrics.items()}
+  assert all(np.isfinite(list(values.values()))) and 'd_class_acc' in values
+  assert values['augment_p'] >= 0.0

@@ -32,7 +32,7 @@ def _batch_norm(train: bool, momentum: float, epsilon: float, name: str,
                       dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
-def _maybe_sn(layer: nn.Module, on: bool, update_stats: bool):
+def maybe_spectral_norm(layer: nn.Module, on: bool, update_stats: bool):
   """`layer` itself, or wrapped in spectral normalisation (u and sigma in 'batch_stats')."""
   if not on:
     return layer
@@ -53,6 +53,8 @@ class Generator(nn.Module):
   bn_epsilon: float = 1e-3
   conditioning: str = 'concat'      # 'concat' (label plane) or 'cbn'
   spectral_norm: bool = False
+  # GANForge ran G twice per step in Keras, so BatchNorm averages moved twice (train/gan.py).
+  keras_double_bn_update: bool = True
   # True: the exactly equivalent fast lowerings of braingan.models.layers; False: plain
   # nn.ConvTranspose / nn.Conv (same maths and parameters, much slower on XLA:CPU).
   fast_layers: bool = True
@@ -67,7 +69,7 @@ class Generator(nn.Module):
     if self.image_size % scale:
       raise ValueError(f'image_size={self.image_size} must be divisible by {scale} '
                        f'(one factor 2 per generator width {tuple(self.widths)}).')
-    sn = lambda layer: _maybe_sn(layer, self.spectral_norm, update_stats)  # noqa: E731
+    sn = lambda layer: maybe_spectral_norm(layer, self.spectral_norm, update_stats)  # noqa: E731
     base = self.image_size // scale
     x = sn(nn.Dense(base * base * self.base_depth, kernel_init=GLOROT, dtype=self.dtype,
                     name='Dense_0'))(z)
@@ -120,6 +122,12 @@ class Discriminator(nn.Module):
   # Compute dtype (config.dtype via braingan.runtime.precision); parameters, BatchNorm
   # statistics and the logits stay float32.
   dtype: Any = jnp.float32
+  pair_block = 1   # rows scored together in one call need no grouping (train/gan.py)
+
+  @property
+  def has_batch_layers(self) -> bool:
+    """True when a training-mode call mixes rows (BatchNorm statistics, dropout)."""
+    return self.norm == 'batch' or self.dropout > 0
 
   @nn.compact
   def __call__(self, images: jax.Array, labels: jax.Array, train: bool = True,
@@ -127,7 +135,7 @@ class Discriminator(nn.Module):
     b, h, w, _ = images.shape
     if h != self.image_size or w != self.image_size:
       raise ValueError(f'Discriminator built for {self.image_size} px got images {images.shape}.')
-    sn = lambda layer: _maybe_sn(layer, self.spectral_norm, update_stats)  # noqa: E731
+    sn = lambda layer: maybe_spectral_norm(layer, self.spectral_norm, update_stats)  # noqa: E731
     x = images.astype(self.dtype)
     if 'concat' in self.conditioning:
       plane = conditioning.LabelPlane(self.num_classes, self.embed_dim, h, w, self.dtype,

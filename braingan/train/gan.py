@@ -76,9 +76,19 @@ def condition_scale(config, step: Any) -> Any:
   return cdcgan.condition_scale(config.transition_steps, step)
 
 
-def _interleave(a: jax.Array, b: jax.Array) -> jax.Array:
-  """[a0, b0, a1, b1, ...]: keeps each device's rows of a and b on that device."""
-  return jnp.stack([a, b], axis=1).reshape((-1,) + a.shape[1:])
+def _interleave(a: jax.Array, b: jax.Array, block: int = 1) -> jax.Array:
+  """[a-block 0, b-block 0, a-block 1, ...] of `block` rows each: keeps each device's rows of
+  a and b on that device, and a group of `block` rows (D's minibatch-std) all real or all fake."""
+  blocks = lambda x: x.reshape((-1, block) + x.shape[1:])  # noqa: E731
+  return jnp.stack([blocks(a), blocks(b)], axis=1).reshape((-1,) + a.shape[1:])
+
+
+def _split_pairs(x: jax.Array | None, block: int):
+  """Inverse of _interleave on D's outputs: (rows of a, rows of b), or (None, None)."""
+  if x is None:
+    return None, None
+  pairs = x.reshape((-1, 2, block) + x.shape[1:])
+  return (pairs[:, 0].reshape((-1,) + x.shape[1:]), pairs[:, 1].reshape((-1,) + x.shape[1:]))
 
 
 def _keras_double_update(new_stats, old_stats, momentum: float):
@@ -156,14 +166,16 @@ class GANRecipe(Recipe):
 
   def _score_pair(self, d_params, d_stats, real, fake, labels, rngs, cond):
     """D on the real and the fake batch -> (logits, class logits) of each, and new stats."""
-    if self.layer_mode == 'inference':
-      # Every example is scored independently, so real and fake go through D as one batch.
-      logits, cls, stats = self._apply_d(d_params, d_stats, _interleave(real, fake),
-                                         jnp.repeat(labels, 2), rngs[0], cond, True)
-      pair = lambda x: None if x is None else x.reshape((-1, 2) + x.shape[1:])  # noqa: E731
-      logits, cls = pair(logits), pair(cls)
-      split = lambda x, i: None if x is None else x[:, i]  # noqa: E731
-      return (logits[:, 0], split(cls, 0)), (logits[:, 1], split(cls, 1)), stats
+    if self.layer_mode == 'inference' or not self.discriminator.has_batch_layers:
+      # No row sees another (fixed BatchNorm, no dropout; minibatch-std groups kept whole),
+      # so real and fake go through D as one batch.
+      block = self.discriminator.pair_block
+      logits, cls, stats = self._apply_d(d_params, d_stats, _interleave(real, fake, block),
+                                         _interleave(labels, labels, block), rngs[0], cond,
+                                         True)
+      (real_logits, fake_logits), (real_cls, fake_cls) = (_split_pairs(logits, block),
+                                                          _split_pairs(cls, block))
+      return (real_logits, real_cls), (fake_logits, fake_cls), stats
     real_logits, real_cls, stats = self._apply_d(d_params, d_stats, real, labels, rngs[0],
                                                  cond, True)
     fake_logits, fake_cls, stats = self._apply_d(d_params, stats, fake, labels, rngs[1], cond,
@@ -193,7 +205,7 @@ class GANRecipe(Recipe):
       return self.generator.apply(variables, z, labels, **kwargs), g.batch_stats
 
     fake, g_vjp, g_stats = jax.vjp(g_forward, g.params, has_aux=True)
-    if self.layer_mode == 'training':
+    if self.layer_mode == 'training' and self.generator.keras_double_bn_update:
       g_stats = _keras_double_update(g_stats, g.batch_stats, self.generator.bn_momentum)
 
     def d_loss_fn(d_params):
