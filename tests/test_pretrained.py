@@ -194,6 +194,6 @@ def test_resolve_imagenet_weights(tmp_path):
                                              cache_dir=str(tmp_path / 'c')) == str(cfg_file)
   assert pretrained.resolve_imagenet_weights(str(cfg_file.parent), download=False,
                                              cache_dir=str(tmp_path / 'c')) == str(cfg_file)
-  with pytest.raises(FileNotFoundError, match='--config.pretrained=none'):
+  with pytest.raises(FileNotFoundError, match='--config.model.pretrained=none'):
     pretrained.resolve_imagenet_weights('', download=False, cache_dir=str(tmp_path / 'c'))
   assert not os.path.exists(tmp_path / 'c' / pretrained.NOTOP_FILENAME)

@@ -1,4 +1,4 @@
-"""python -m braingan.bench data|gan|classifier|scaling [--json] [options]: speed benchmarks.
+"""python -m braingan.bench data|gan|classifier|scaling|export|suite [options]: benchmarks.
 
 Each sub-command lives in its own module (imported lazily, so the GAN benchmark does not
 import the classifier's dependencies and vice versa) and exposes `main(argv) -> int`.
@@ -10,7 +10,8 @@ from braingan.runtime import hostmem
 
 BENCHMARKS = {'data': 'braingan.bench.data', 'gan': 'braingan.bench.gan',
               'classifier': 'braingan.bench.classifier', 'scaling': 'braingan.bench.scaling',
-              'export': 'braingan.bench.export'}
+              'export': 'braingan.bench.export', 'suite': 'braingan.bench.suite',
+              'compile_cache': 'braingan.bench.compile_cache'}
 
 
 def main(argv=None) -> int:
@@ -19,6 +20,8 @@ def main(argv=None) -> int:
     print(f'usage: python -m braingan.bench {{{"|".join(BENCHMARKS)}}} [--json] [options]',
           file=sys.stderr)
     return 2
+  from braingan import cli  # pylint: disable=import-outside-toplevel
+  cli.quiet_libraries()   # no TFDS/TF chatter; the compilation cache stays off (compile times)
   module = importlib.import_module(BENCHMARKS[argv[0]])
   return int(module.main(argv[1:]) or 0)
 

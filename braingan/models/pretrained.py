@@ -159,4 +159,5 @@ def resolve_imagenet_weights(configured_path: str = '', download: bool = True,
   raise FileNotFoundError(
       f'ImageNet ResNet50 weights not found (looked at {tried}; {reason}). Put '
       f'{NOTOP_FILENAME} (md5 {NOTOP_MD5}) at {os.path.join(cache_dir, NOTOP_FILENAME)} or pass '
-      '--config.pretrained_path=/path/to/it, or train from scratch with --config.pretrained=none.')
+      '--config.model.pretrained_path=/path/to/it, or train from scratch with '
+      '--config.model.pretrained=none.')
