@@ -8,7 +8,8 @@ What is cut, so nobody mistakes it for the full study (configs/study.py):
 - arms: baseline, augmented, classic augmentation, shuffled synthetic labels;
 - classifiers from scratch (ImageNet weights cannot be downloaded here): a narrow network in the
   ResNet50 layout (1 block per stage, width 32), 6 epochs;
-- GAN: the conditioned preset with the reduced-study budget (below); 500 images per class.
+- GAN: the conditioned (compact) preset, 5,000 steps (50 epochs of 100) at every fraction;
+  500 generated images per class.
 """
 from configs import study
 
@@ -21,7 +22,10 @@ def get_config():
   config.fractions = (0.25, 1.0)
   config.ratio_sweep.per_real = ()
   config.transfer = ('scratch',)
-  config.gan.epochs = 15
+  # The GAN: a fixed number of steps per epoch (the same at every fraction), 50 epochs.
+  config.gan.steps_per_epoch = 100
+  config.gan.epochs = 50
+  config.gan.judge.every_epochs = 10
   config.synthetic_per_class = 500
   clf = config.classifier
   clf.model.stage_sizes = (1, 1, 1, 1)

@@ -39,18 +39,45 @@ def _parse(argv):
   p.add_argument('--freeze', default='keras15')
   p.add_argument('--no_keras', action='store_true', help='Skip the tf.keras reference.')
   p.add_argument('--profile', action='store_true', help='Per-op / per-layer time breakdown.')
+  p.add_argument('--bf16', action='store_true',
+                 help='Also time both steps in bfloat16 (automatic when the CPU has AMX or '
+                      'AVX512-BF16).')
   return p.parse_args(argv)
 
 
-def build_step(image_size: int, batch_size: int, freeze: str):
+def build_step(image_size: int, batch_size: int, freeze: str, dtype: str = 'float32'):
   """(compiled step, state, batch, hparams, compile seconds) for our classifier step."""
   from configs import classifier as classifier_config  # pylint: disable=g-import-not-at-top
   config = classifier_config.get_config()
   config.model.pretrained, config.model.freeze = 'none', freeze
-  config.data.image_size, config.batch_size = image_size, batch_size
+  config.data.image_size, config.batch_size, config.dtype = image_size, batch_size, dtype
   trainer, state, batch, hparams = common.workload(config)
   compiled, compile_s = common.compile_jitted(trainer.train_step, state, batch, hparams)
   return compiled, state, batch, hparams, compile_s
+
+
+def bf16_comparison(args, hardware: str | None) -> dict:
+  """Both steps in bfloat16 compute (ours: config.dtype; Keras: the mixed_bfloat16 policy).
+
+  On a CPU with AMX or AVX512-BF16, TensorFlow's oneDNN runs bf16 convolutions on those units;
+  XLA:CPU in our jaxlib does not, so a Keras user with mixed_bfloat16 can be several times
+  faster there. The ratio says how much (same process, interleaved rounds).
+  """
+  from braingan.bench import keras_resnet  # pylint: disable=g-import-not-at-top
+  compiled, state, batch, hp, compile_s = build_step(args.image_size, args.batch_size,
+                                                     args.freeze, 'bfloat16')
+  holder = {'state': state}
+
+  def ours():
+    holder['state'], metrics = compiled(holder['state'], batch, hp)
+    common.block(metrics)
+
+  keras_step = keras_resnet.make_train_fn(
+      keras_resnet.build(args.image_size, policy='mixed_bfloat16'), args.batch_size,
+      args.image_size)
+  return {'hardware': hardware or 'not detected (forced with --bf16)',
+          'jax_compile_s': round(compile_s, 2),
+          **common.compare(ours, keras_step, args.steps, args.per_round, args.settle)}
 
 
 def profile_step(run_once, compiled) -> dict:
@@ -150,6 +177,9 @@ def run(argv=None) -> dict:
         'reference_images_per_s': round(args.batch_size / keras_s, 2),
         'reference_first_step_s': round(keras_first_s, 2),
         'ratio': round(keras_s / step_s, 3)})  # ours / Keras images per second.
+  hardware = common.cpu_bf16_hardware() if jax.default_backend() == 'cpu' else None
+  if (hardware or args.bf16) and not args.no_keras:
+    result['bf16'] = bf16_comparison(args, hardware)
   if args.profile:
     result['profile'] = profile_step(ours, compiled)
   if args.json:

@@ -53,6 +53,28 @@ def interleaved_times(fns: dict[str, Callable[[], Any]], rounds: int, per_round:
   return times
 
 
+def cpu_bf16_hardware() -> str | None:
+  """'amx_bf16' or 'avx512_bf16' when this CPU has bfloat16 matrix units, else None."""
+  try:
+    with open('/proc/cpuinfo', encoding='ascii', errors='ignore') as f:
+      flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
+  except OSError:
+    return None
+  return next((name for name in ('amx_bf16', 'avx512_bf16') if name in flags), None)
+
+
+def compare(ours: Callable[[], Any], reference: Callable[[], Any], rounds: int,
+            per_round: int = 1, settle: int = 1) -> dict:
+  """Median seconds of two blocking steps timed in interleaved rounds, and their ratio
+  (reference seconds / ours: above 1 means ours is faster)."""
+  ours()
+  reference()
+  times = interleaved_times({'ours': ours, 'reference': reference}, rounds, per_round, settle)
+  jax_s, ref_s = median(times['ours']), median(times['reference'])
+  return {'jax_step_s': round(jax_s, 4), 'reference_step_s': round(ref_s, 4),
+          'ratio': round(ref_s / jax_s, 3)}
+
+
 def median(values: list[float]) -> float:
   return float(statistics.median(values))
 

@@ -34,6 +34,9 @@ def _parse(argv):
   parser.add_argument('--layer_mode', default='inference', choices=gan.LAYER_MODES,
                       help="BatchNorm/Dropout mode of both steps (configs/cgan.py's model.layer_mode)")
   parser.add_argument('--no_reference', action='store_true', help='skip the Keras twin')
+  parser.add_argument('--bf16', action='store_true',
+                      help='also time both steps in bfloat16 (automatic on a CPU with AMX or '
+                           'AVX512-BF16)')
   parser.add_argument('--plain_layers', action='store_true',
                       help='time plain flax ConvTranspose/Conv instead of the fast lowerings')
   return parser.parse_args(argv)
@@ -121,6 +124,9 @@ def main(argv) -> int:
   }
   result['ratio'] = (result['jax_images_per_s'] / result['reference_images_per_s']
                      if result['reference_images_per_s'] else None)
+  hardware = common.cpu_bf16_hardware() if jax.default_backend() == 'cpu' else None
+  if (hardware or args.bf16) and keras_step is not None:
+    result['bf16'] = _bf16_comparison(args, config, hardware)
   if args.json:
     print(json.dumps(result))
   else:
@@ -138,4 +144,32 @@ def main(argv) -> int:
       print(f"  Keras : {f(result['reference_images_per_s'])} images/s "
             f"({f(result['reference_step_s'])} s/step)")
       print(f"  ratio : {f(result['ratio'])}x")
+    if 'bf16' in result:
+      print(f"  bf16  : {result['bf16']}")
   return 0
+
+
+def _bf16_comparison(args, config, hardware) -> dict:
+  """Both steps in bfloat16 compute: ours (config.dtype) vs Keras's mixed_bfloat16 policy."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from braingan.bench import common, keras_gan  # pylint: disable=import-outside-toplevel
+  config.dtype = 'bfloat16'
+  trainer, state, batch, hparams = common.workload(config)
+  compiled, compile_s = common.compile_jitted(trainer.train_step, state, batch, hparams)
+  holder = {'state': state}
+
+  def ours():
+    holder['state'], metrics = compiled(holder['state'], batch, hparams)
+    common.block(metrics)
+
+  tf = keras_gan._tf()  # pylint: disable=protected-access
+  k_gen, k_disc = keras_gan.build(args.image_size, args.channels, config.model.latent_dim,
+                                  policy='mixed_bfloat16')
+  k_train = keras_gan.make_train_step(k_gen, k_disc, config.model.latent_dim,
+                                      layer_mode=config.model.layer_mode)
+  real = tf.constant(np.asarray(batch['image']))
+  label = tf.constant(np.asarray(batch['label'])[:, None].astype(np.float32))
+  return {'hardware': hardware or 'not detected (forced with --bf16)',
+          'jax_compile_s': round(compile_s, 2),
+          **common.compare(ours, lambda: [float(v) for v in k_train(real, label)], args.rounds,
+                           args.per_round, args.settle)}

@@ -19,10 +19,23 @@ def _tf():
 
 def build(image_size: int = 128, channels: int = 1, latent_dim: int = 256, num_classes: int = 4,
           embed_dim: int = 50, g_widths=(256, 128, 64, 64), d_widths=(32, 64, 128, 256, 256),
-          g_base_depth: int = 256, dropout: float = 0.4):
-  """(generator, discriminator) tf_keras Models, GANForge's default preset."""
+          g_base_depth: int = 256, dropout: float = 0.4, policy: str = 'float32'):
+  """(generator, discriminator) tf_keras Models, GANForge's default preset.
+
+  policy: a Keras mixed-precision policy ('mixed_bfloat16': bf16 compute, float32 variables).
+  """
   _tf()
   import tf_keras as keras  # pylint: disable=import-outside-toplevel
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    return _build(keras, image_size, channels, latent_dim, num_classes, embed_dim, g_widths,
+                  d_widths, g_base_depth, dropout)
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+
+
+def _build(keras, image_size, channels, latent_dim, num_classes, embed_dim, g_widths, d_widths,
+           g_base_depth, dropout):
   from tf_keras import layers as L  # pylint: disable=import-outside-toplevel
 
   label_in = keras.Input(shape=(1,))
@@ -37,7 +50,7 @@ def build(image_size: int = 128, channels: int = 1, latent_dim: int = 256, num_c
     x = L.LeakyReLU(0.2)(x)
   x = L.Flatten()(x)
   x = L.Dropout(dropout)(x)
-  out = L.Dense(1, activation='sigmoid')(x)
+  out = L.Dense(1, activation='sigmoid', dtype='float32')(x)
   discriminator = keras.Model([image_in, label_in], out)
 
   base = image_size // 2 ** len(g_widths)
@@ -53,7 +66,7 @@ def build(image_size: int = 128, channels: int = 1, latent_dim: int = 256, num_c
     x = L.Conv2DTranspose(width, kernel_size=4, strides=2, padding='same')(x)
     x = L.BatchNormalization()(x)
     x = L.LeakyReLU(0.2)(x)
-  out = L.Conv2D(channels, kernel_size=5, padding='same', activation='tanh')(x)
+  out = L.Conv2D(channels, kernel_size=5, padding='same', activation='tanh', dtype='float32')(x)
   generator = keras.Model([z_in, label_in], out)
   return generator, discriminator
 

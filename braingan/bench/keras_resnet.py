@@ -11,11 +11,16 @@ import numpy as np
 
 
 def build(image_size: int = 128, num_classes: int = 4, frozen_layers: int = 15,
-          dropout: float = 0.5, learning_rate: float = 1e-3):
-  """The compiled Keras model. Head layers are named as ours (head_dense, head_logits)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
+          dropout: float = 0.5, learning_rate: float = 1e-3, policy: str = 'float32'):
+  """The compiled Keras model. Head layers are named as ours (head_dense, head_logits).
+
+  policy: a Keras mixed-precision policy ('float32', or 'mixed_bfloat16': bf16 compute,
+  float32 variables, which TensorFlow's oneDNN runs on AMX / AVX512-BF16 units).
+  """
+  from braingan.runtime import tensorflow  # pylint: disable=g-import-not-at-top
+  tensorflow.get()
   import tf_keras  # pylint: disable=g-import-not-at-top
+  tf_keras.mixed_precision.set_global_policy(policy)
   base = tf_keras.applications.ResNet50(weights=None, include_top=False,
                                         input_shape=(image_size, image_size, 3))
   for layer in base.layers[:frozen_layers]:
@@ -23,8 +28,10 @@ def build(image_size: int = 128, num_classes: int = 4, frozen_layers: int = 15,
   x = tf_keras.layers.GlobalAveragePooling2D()(base.output)
   x = tf_keras.layers.Dense(512, activation='relu', name='head_dense')(x)
   x = tf_keras.layers.Dropout(dropout)(x)
-  out = tf_keras.layers.Dense(num_classes, activation='softmax', name='head_logits')(x)
+  out = tf_keras.layers.Dense(num_classes, activation='softmax', name='head_logits',
+                              dtype='float32')(x)
   model = tf_keras.Model(base.input, out)
+  tf_keras.mixed_precision.set_global_policy('float32')   # later models: the default again
   model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate),
                 loss='sparse_categorical_crossentropy', metrics=['accuracy'])
   return model

@@ -123,7 +123,9 @@ def plan(config, workdir: str, steps_per_epoch: int, weights_available: bool) ->
       gan = _compose(config[GANS[preset]], config, workdir)
       gan.data.fraction = fraction
       gan.generate.per_class = 0
-      cells += [Cell(f'gan/{tag}', 'gan', ('data',), gan),
+      # Conditioning metrics while it trains (TensorBoard, the epoch lines), by the judge.
+      gan.judge.run_dir = os.path.abspath(cell_dir(workdir, 'judge'))
+      cells += [Cell(f'gan/{tag}', 'gan', ('data', 'judge'), gan),
                 Cell(f'generate/{tag}', 'generate', (f'gan/{tag}',),
                      params={'per_class': config.synthetic_per_class, 'seed': config.seed}),
                 Cell(f'gan_eval/{tag}', 'gan_eval', (f'generate/{tag}', 'judge'),
