@@ -108,16 +108,25 @@ def _run(cell: plan_lib.Cell, config, workdir: str) -> Any:
     return gan_eval.run(config, workdir, cell)
   if cell.kind == 'report':
     return report.write(config, workdir, cells(config, workdir))
+  if cell.kind == 'ablation_report':
+    from braingan.study import ablation  # pylint: disable=import-outside-toplevel
+    return ablation.write_report(config, workdir)
   raise ValueError(f'unknown cell kind {cell.kind!r}')
 
 
 def run_study(config, workdir: str, patterns: tuple[str, ...] = ()) -> dict:
   """Runs the selected cells (all by default) that are not finished; returns their timings."""
+  return run_cells(config, workdir, cells, patterns)
+
+
+def run_cells(config, workdir: str, plan_fn, patterns: tuple[str, ...] = ()) -> dict:
+  """Runs the cells of plan_fn(config, workdir) selected by `patterns` (fnmatch; all by
+  default) that are not finished, after preparing the data; returns their timings."""
   from braingan import config_check  # pylint: disable=import-outside-toplevel
   prepare = plan_lib.data_cell(config)
   if not is_done(workdir, prepare):
     _execute(prepare, config, workdir)
-  plan = cells(config, workdir)
+  plan = plan_fn(config, workdir)
   for cell in plan:
     if cell.config is not None:
       config_check.validate(cell.config)   # every job's config, before any work

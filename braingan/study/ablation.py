@@ -1,0 +1,118 @@
+"""The GAN ablation: which ingredient makes the generated images carry their class?
+
+  python -m braingan.ablation --config=configs/gan_ablation.py --workdir=runs/ablation
+
+Cells (the study's machinery, braingan/study/__init__.py): the data and a judge as in the
+study, then per variant (config.variants: a name -> a GAN config) `gan/<v>`, `generate/<v>`,
+`gan_eval/<v>` (judge metrics) and `clf/cas_<v>` (a classifier trained on that GAN's images
+only, CAS), plus `clf/real` (the same classifier and budget on the real training split) and
+the report: class agreement overall and per class with intervals, CAS and its ratio to the
+real-trained classifier, FID / KID overall and per class, memorisation, wall time, images/s and
+one sample grid per variant. Each cell is resumable and runnable on its own (--cells).
+"""
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import numpy as np
+
+from braingan import files
+from braingan.study import plan as plan_lib
+
+
+def cells(config, workdir: str) -> list[plan_lib.Cell]:
+  from braingan import study  # pylint: disable=import-outside-toplevel
+  steps = study._steps_per_epoch(config, workdir)  # pylint: disable=protected-access
+  judge = plan_lib._compose(config.classifier, config, workdir)  # pylint: disable=protected-access
+  judge.seed = config.judge_seed
+  judge.model.pretrained, judge.model.freeze = plan_lib.TRANSFER['scratch']
+  out = [plan_lib.data_cell(config), plan_lib.Cell('judge', 'judge', ('data',), judge)]
+  real, _ = plan_lib.classifier_config(config, workdir, arm='baseline', fraction=1.0, seed=0,
+                                       transfer='scratch', steps_per_epoch=steps, per_real=1.0)
+  out.append(plan_lib.Cell('clf/real', 'classifier', ('data',), real,
+                           {'arm': 'baseline', 'fraction': 1.0, 'seed': 0, 'per_real': 1.0,
+                            'transfer': 'scratch'}))
+  for name, variant in config.variants.items():
+    gan = plan_lib._compose(variant, config, workdir)  # pylint: disable=protected-access
+    gan.generate.per_class = 0
+    gan.judge.run_dir = os.path.abspath(plan_lib.cell_dir(workdir, 'judge'))
+    cas = ml_collections.ConfigDict(real.to_dict())
+    cas.data.synthetic_dir = os.path.abspath(plan_lib.cell_dir(workdir, f'generate/{name}'))
+    cas.data.synthetic_ratio = 1.0
+    out += [plan_lib.Cell(f'gan/{name}', 'gan', ('data', 'judge'), gan),
+            plan_lib.Cell(f'generate/{name}', 'generate', (f'gan/{name}',),
+                          params={'per_class': config.synthetic_per_class, 'seed': config.seed}),
+            plan_lib.Cell(f'gan_eval/{name}', 'gan_eval', (f'generate/{name}', 'judge'),
+                          params={'per_class': config.evaluate.gan_per_class}),
+            plan_lib.Cell(f'clf/cas_{name}', 'classifier', (f'generate/{name}',), cas,
+                          {'arm': 'cas', 'fraction': 1.0, 'seed': 0, 'per_real': 1.0,
+                           'transfer': 'scratch'})]
+  out.append(plan_lib.Cell('report', 'ablation_report', ('data',)))
+  return out
+
+
+def _test_accuracy(workdir: str, name: str) -> float | None:
+  path = os.path.join(plan_lib.cell_dir(workdir, name), 'predictions.npz')
+  if not os.path.exists(path):
+    return None
+  with np.load(path) as saved:
+    return float(np.mean(saved['test_probs'].argmax(-1) == saved['test_labels']))
+
+
+def _cell_seconds(workdir: str, name: str) -> float | None:
+  path = os.path.join(plan_lib.cell_dir(workdir, name), 'cell_done.json')
+  return files.read_json(path)['seconds'] if os.path.exists(path) else None
+
+
+def write_report(config, workdir: str) -> dict:
+  out = plan_lib.cell_dir(workdir, 'report')
+  real = _test_accuracy(workdir, 'clf/real')
+  rows, summary = [], {'real_trained_test_accuracy': real, 'variants': {}}
+  for name in config.variants:
+    path = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'conditioning.json')
+    if not os.path.exists(path):
+      rows.append([name] + ['missing'] + [''] * 8)
+      continue
+    m = files.read_json(path)
+    agree = m['agreement']
+    cas = _test_accuracy(workdir, f'clf/cas_{name}')
+    final = files.read_json(os.path.join(plan_lib.cell_dir(workdir, f'gan/{name}'),
+                                         'final_metrics.json'))
+    batch = config.variants[name].batch_size
+    per_class = {c: v['point'] for c, v in agree['per_class'].items()}
+    summary['variants'][name] = {'agreement': agree['overall'], 'per_class': per_class,
+                                 'agreement_over_judge': m['agreement_over_judge'], 'cas': cas,
+                                 'fid': m['fid'], 'kid': m['kid']['mean'],
+                                 'train_steps': final.get('train_steps'),
+                                 'gan_seconds': _cell_seconds(workdir, f'gan/{name}')}
+    rows.append([
+        name, f'{100 * agree["overall"]["point"]:.1f} [{100 * agree["overall"]["low"]:.0f}, '
+        f'{100 * agree["overall"]["high"]:.0f}]',
+        ' / '.join(f'{100 * v:.0f}' for v in per_class.values()),
+        f'{m["agreement_over_judge"]:.2f}',
+        'n/a' if cas is None else f'{100 * cas:.1f} (x{cas / real:.2f})' if real else
+        f'{100 * cas:.1f}',
+        f'{m["fid"]:.1f}', f'{m["kid"]["mean"]:.4f}',
+        ' / '.join(f'{v["fid"]:.0f}' for v in m['per_class'].values() if v.get('fid')),
+        f'{final.get("train_steps")} steps, {summary["variants"][name]["gan_seconds"]:.0f} s',
+        f'{final.get("steps_per_s", 0) * batch:.1f}'])
+  header = ['variant', 'class agreement % [95% CI]', 'per class % (gli/men/no/pit)',
+            'agreement / judge', 'CAS test acc % (x real)', 'FID', 'KID',
+            'intra-class FID (gli/men/no/pit)', 'GAN training', 'images/s']
+  judge = os.path.join(plan_lib.cell_dir(workdir, 'judge'), 'final_metrics.json')
+  lines = ['# GAN ablation: which ingredient makes the images carry their class?', '',
+           f'Judge: its own classifier run (seed {config.judge_seed}), validation accuracy '
+           f'{100 * files.read_json(judge)["val_accuracy"]:.1f} %. Real-trained classifier '
+           f'(the CAS reference, same architecture and steps): test accuracy '
+           f'{"n/a" if real is None else f"{100 * real:.1f} %"}. Chance agreement is 25 %. '
+           'FID/KID are in the judge\'s feature space on equal-size sets.', '',
+           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']
+  for name in config.variants:
+    grid = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'samples.png')
+    if os.path.exists(grid):
+      lines += [f'### {name}', '', f'![{name}](../gan_eval/{name}/samples.png)', '']
+  files.write_text(os.path.join(out, 'report.md'), '\n'.join(lines))
+  files.write_json(os.path.join(out, 'metrics.json'), summary, default=float)
+  return {'variants': len(summary['variants'])}

@@ -1,0 +1,55 @@
+"""The GAN ablation on the shared real set at 64 px, sized for a 2-core CPU.
+
+  python -m braingan.ablation --config=configs/gan_ablation.py --workdir=runs/ablation
+
+Variants, each a full GAN config (braingan/study/ablation.py trains, samples and judges each):
+  ganforge                 configs/cgan.py: the original study's cDCGAN (reference)
+  projection               + projection discriminator instead of the label plane in D
+  projection_hinge_sn      + hinge loss and spectral norm in D (its BatchNorm and dropout off)
+  projection_hinge_sn_ada  + ADA over DiffAugment ops (translation, cutout, intensity, flip)
+  ..._ema                  + an EMA of G's weights for sampling
+  recommended              configs/cgan_conditioned.py: the compact architecture with class-
+                           conditional BatchNorm, projection + auxiliary head, hinge, ADA
+The GANForge-architecture variants get the same number of steps as the reference (1,000: what
+the old reduced study gave it); the recommended preset its study budget (5,000 steps, in less
+wall time: its step is ~10x cheaper). Data, judge, CAS classifier and evaluation settings are
+configs/study_reduced.py's.
+"""
+import ml_collections
+
+from configs import cgan
+from configs import cgan_conditioned
+from configs import study
+from configs import study_reduced
+
+
+def _ganforge_steps(config):
+  config.steps_per_epoch, config.epochs = 100, 10
+  config.judge.every_epochs = 5
+  return config
+
+
+def get_config():
+  config = study_reduced.get_config()
+  v = ml_collections.ConfigDict()
+  v.ganforge = _ganforge_steps(study.section(cgan.get_config()))
+  v.projection = _ganforge_steps(study.section(cgan.get_config()))
+  v.projection.model.d_conditioning = 'projection'
+  v.projection_hinge_sn = ml_collections.ConfigDict(v.projection.to_dict())
+  v.projection_hinge_sn.loss = 'hinge'
+  v.projection_hinge_sn.model.spectral_norm = 'd'
+  v.projection_hinge_sn.model.d_norm = 'none'
+  v.projection_hinge_sn.model.dropout = 0.0
+  v.projection_hinge_sn_ada = ml_collections.ConfigDict(v.projection_hinge_sn.to_dict())
+  v.projection_hinge_sn_ada.diffaug.policy = 'translation,cutout,brightness,contrast,flip'
+  v.projection_hinge_sn_ada.diffaug.probability = 0.0
+  v.projection_hinge_sn_ada.diffaug.ada_target = 0.6
+  v.projection_hinge_sn_ada.diffaug.ada_kimg = 100
+  v.projection_hinge_sn_ada_ema = ml_collections.ConfigDict(v.projection_hinge_sn_ada.to_dict())
+  v.projection_hinge_sn_ada_ema.ema.decay = 0.999
+  v.projection_hinge_sn_ada_ema.ema.start_step = 200
+  v.recommended = study.section(cgan_conditioned.get_config())
+  v.recommended.steps_per_epoch, v.recommended.epochs = 100, 50
+  v.recommended.judge.every_epochs = 10
+  config.variants = v
+  return config
