@@ -45,6 +45,7 @@ def get_config():
   config.transfer = ('none', 'keras15', 'head')
   config.synthetic_per_class = 2500    # generated pool per GAN
   config.judge_seed = 1000             # the judge is its own run, never one of the arms
+  config.judge_epochs = 15             # its budget (the classifier section's architecture)
   config.evaluate = evaluate.get_config()
   config.test_dir = ''                 # external test folder: scored, never trained on
   return config

@@ -23,6 +23,7 @@ def get_config():
   config.gan = study.section(gan)
   config.classifier = study.section(classifier_demo.get_config())
   config.classifier.epochs = 6
+  config.judge_epochs = 6
   config.arms = ('baseline', 'augmented', 'classic', 'shuffled', 'cas')
   config.fractions = (0.5, 1.0)
   config.seeds = (0, 1)

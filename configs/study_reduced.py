@@ -31,6 +31,7 @@ def get_config():
   clf.model.stage_sizes = (1, 1, 1, 1)
   clf.model.width = 32
   clf.epochs = 6
+  config.judge_epochs = 10
   config.evaluate.gan_per_class = 100
   config.evaluate.n_boot = 1000
   config.evaluate.kid_subsets = 20

@@ -46,14 +46,12 @@ def _parse(argv):
 
 
 def build_step(image_size: int, batch_size: int, freeze: str, dtype: str = 'float32'):
-  """(compiled step, state, batch, hparams, compile seconds) for our classifier step."""
+  """Our classifier step (common.CompiledStep) at this size, freezing and dtype."""
   from configs import classifier as classifier_config  # pylint: disable=g-import-not-at-top
   config = classifier_config.get_config()
   config.model.pretrained, config.model.freeze = 'none', freeze
   config.data.image_size, config.batch_size, config.dtype = image_size, batch_size, dtype
-  trainer, state, batch, hparams = common.workload(config)
-  compiled, compile_s = common.compile_jitted(trainer.train_step, state, batch, hparams)
-  return compiled, state, batch, hparams, compile_s
+  return common.CompiledStep(config)
 
 
 def bf16_comparison(args, hardware: str | None) -> dict:
@@ -64,20 +62,14 @@ def bf16_comparison(args, hardware: str | None) -> dict:
   faster there. The ratio says how much (same process, interleaved rounds).
   """
   from braingan.bench import keras_resnet  # pylint: disable=g-import-not-at-top
-  compiled, state, batch, hp, compile_s = build_step(args.image_size, args.batch_size,
-                                                     args.freeze, 'bfloat16')
-  holder = {'state': state}
-
-  def ours():
-    holder['state'], metrics = compiled(holder['state'], batch, hp)
-    common.block(metrics)
+  step = build_step(args.image_size, args.batch_size, args.freeze, 'bfloat16')
 
   keras_step = keras_resnet.make_train_fn(
       keras_resnet.build(args.image_size, policy='mixed_bfloat16'), args.batch_size,
       args.image_size)
   return {'hardware': hardware or 'not detected (forced with --bf16)',
-          'jax_compile_s': round(compile_s, 2),
-          **common.compare(ours, keras_step, args.steps, args.per_round, args.settle)}
+          'jax_compile_s': round(step.compile_s, 2),
+          **common.compare(step.run, keras_step, args.steps, args.per_round, args.settle)}
 
 
 def profile_step(run_once, compiled) -> dict:
@@ -121,13 +113,8 @@ def main(argv=None) -> int:
 def run(argv=None) -> dict:
   """Runs the benchmark, prints it (table or --json) and returns the result dict."""
   args = _parse(argv or [])
-  compiled, state, batch, lr, compile_s = build_step(args.image_size, args.batch_size,
-                                                     args.freeze)
-  holder = {'state': state}
-
-  def ours():
-    holder['state'], metrics = compiled(holder['state'], batch, lr)
-    common.block(metrics)
+  step = build_step(args.image_size, args.batch_size, args.freeze)
+  compiled, compile_s, ours = step.compiled, step.compile_s, step.run
 
   ours()  # Warm-up (first execution allocates).
   keras_step = None

@@ -160,22 +160,31 @@ def summary_line(name: str, values: list[float]) -> str:
   return f'{name}: median {np.median(arr):.3f} s (min {arr.min():.3f}, max {arr.max():.3f}, n={len(arr)})'
 
 
-def workload(config, num_devices: int | None = None, seed: int = 0):
-  """(trainer, state, batch, hparams) of one training step of `config` on random data.
+class CompiledStep:
+  """One training step of a config, compiled for the mesh, on random data; `run()` takes one
+  blocking step (the state carried from call to call, as in training)."""
 
-  The step is the one training runs (braingan/train/loop.Trainer over the config's recipe);
-  the batch is uniform noise in [-1, 1] of config.batch_size images, sharded on the mesh.
-  """
-  from braingan import train  # pylint: disable=import-outside-toplevel
-  from braingan.runtime import parallel  # pylint: disable=import-outside-toplevel
-  from braingan.train import loop  # pylint: disable=import-outside-toplevel
-  if num_devices is not None:
-    config.num_devices = num_devices
-  trainer = loop.Trainer(train.recipe_class(config)(config, None))
-  size, channels, n = config.data.image_size, config.data.channels, config.batch_size
-  rng = np.random.default_rng(seed)
-  batch = parallel.shard_batch(trainer.mesh, {
-      'image': rng.uniform(-1, 1, (n, size, size, channels)).astype(np.float32),
-      'label': rng.integers(0, 4, n).astype(np.int32)})
-  return (trainer, trainer.initial_state(), batch,
-          trainer.place_hparams(trainer.recipe.hparams()))
+  def __init__(self, config, num_devices: int | None = None, seed: int = 0):
+    from braingan import train  # pylint: disable=import-outside-toplevel
+    from braingan.runtime import parallel  # pylint: disable=import-outside-toplevel
+    from braingan.train import loop  # pylint: disable=import-outside-toplevel
+    if num_devices is not None:
+      config.num_devices = num_devices
+    self.config = config
+    self.trainer = loop.Trainer(train.recipe_class(config)(config, None))
+    size, channels, n = config.data.image_size, config.data.channels, config.batch_size
+    rng = np.random.default_rng(seed)
+    self.host_batch = {
+        'image': rng.uniform(-1, 1, (n, size, size, channels)).astype(np.float32),
+        'label': rng.integers(0, 4, n).astype(np.int32)}
+    self.batch = parallel.shard_batch(self.trainer.mesh, self.host_batch)
+    self.state = self.trainer.initial_state()
+    self.hparams = self.trainer.place_hparams(self.trainer.recipe.hparams())
+    self.compiled, self.compile_s = compile_jitted(self.trainer.train_step, self.state,
+                                                   self.batch, self.hparams)
+    self.flops = compiled_flops(self.compiled)
+    self.memory = compiled_memory_bytes(self.compiled)
+
+  def run(self) -> None:
+    self.state, metrics = self.compiled(self.state, self.batch, self.hparams)
+    block(metrics)

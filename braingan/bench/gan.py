@@ -56,18 +56,10 @@ def main(argv) -> int:
   config.batch_size = args.batch_size
   config.model.fast_layers = not args.plain_layers
   config.model.layer_mode = args.layer_mode
-  trainer, state, batch, hparams = common.workload(config)
-  mesh = trainer.mesh
-  host_batch = {k: np.asarray(v) for k, v in batch.items()}
-  compiled, compile_s = common.compile_jitted(trainer.train_step, state, batch, hparams)
-  flops = common.compiled_flops(compiled)
-  memory = common.compiled_memory_bytes(compiled)
-
-  holder = {'state': state}
-
-  def jax_step():
-    holder['state'], metrics = compiled(holder['state'], batch, hparams)
-    common.block(metrics)
+  step = common.CompiledStep(config)
+  mesh, host_batch = step.trainer.mesh, step.host_batch
+  compile_s, flops, memory = step.compile_s, step.flops, step.memory
+  jax_step = step.run
 
   start = time.perf_counter()
   jax_step()  # first run (allocation, thread pools)
@@ -154,22 +146,15 @@ def _bf16_comparison(args, config, hardware) -> dict:
   import numpy as np  # pylint: disable=import-outside-toplevel
   from braingan.bench import common, keras_gan  # pylint: disable=import-outside-toplevel
   config.dtype = 'bfloat16'
-  trainer, state, batch, hparams = common.workload(config)
-  compiled, compile_s = common.compile_jitted(trainer.train_step, state, batch, hparams)
-  holder = {'state': state}
-
-  def ours():
-    holder['state'], metrics = compiled(holder['state'], batch, hparams)
-    common.block(metrics)
-
+  step = common.CompiledStep(config)
   tf = keras_gan._tf()  # pylint: disable=protected-access
   k_gen, k_disc = keras_gan.build(args.image_size, args.channels, config.model.latent_dim,
                                   policy='mixed_bfloat16')
   k_train = keras_gan.make_train_step(k_gen, k_disc, config.model.latent_dim,
                                       layer_mode=config.model.layer_mode)
-  real = tf.constant(np.asarray(batch['image']))
-  label = tf.constant(np.asarray(batch['label'])[:, None].astype(np.float32))
+  real = tf.constant(step.host_batch['image'])
+  label = tf.constant(step.host_batch['label'][:, None].astype(np.float32))
   return {'hardware': hardware or 'not detected (forced with --bf16)',
-          'jax_compile_s': round(compile_s, 2),
-          **common.compare(ours, lambda: [float(v) for v in k_train(real, label)], args.rounds,
-                           args.per_round, args.settle)}
+          'jax_compile_s': round(step.compile_s, 2),
+          **common.compare(step.run, lambda: [float(v) for v in k_train(real, label)],
+                           args.rounds, args.per_round, args.settle)}

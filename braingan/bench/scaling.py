@@ -102,17 +102,9 @@ def measure(model: str, num_devices: int, dtype: str, args: argparse.Namespace) 
   """Compiles and times one step configuration in this process."""
   global_batch = args.per_device_batch * num_devices
   config = WORKLOADS[model](dtype, args.image_size, global_batch)
-  trainer, state, batch, hparams = common.workload(config, num_devices)
-  extra = (hparams,)
-  compiled, compile_s = common.compile_jitted(trainer.train_step, state, batch, *extra)
-  flops_per_device = common.compiled_flops(compiled)
-  holder = {'state': state}
-
-  def run_one():
-    holder['state'], metrics = compiled(holder['state'], batch, *extra)
-    common.block(metrics)
-
-  times = common.time_calls(run_one, warmup=args.warmup, repeats=args.steps)
+  step = common.CompiledStep(config, num_devices)
+  compile_s, flops_per_device = step.compile_s, step.flops
+  times = common.time_calls(step.run, warmup=args.warmup, repeats=args.steps)
   step_s = common.median(times)
   return {
       'model': model, 'dtype': dtype, 'devices': num_devices, 'global_batch': global_batch,

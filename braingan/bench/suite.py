@@ -109,17 +109,9 @@ def markdown(results: dict) -> str:
 def step_measurement(config, device_kind: str, repeats: int = 5) -> dict:
   """Compile + time one training step of `config` on random data."""
   from braingan.bench import common  # pylint: disable=import-outside-toplevel
-  trainer, state, batch, hparams = common.workload(config)
-  compiled, compile_s = common.compile_jitted(trainer.train_step, state, batch, hparams)
-  flops = common.compiled_flops(compiled)
-  memory = common.compiled_memory_bytes(compiled)
-  holder = {'state': state}
-
-  def run():
-    holder['state'], metrics = compiled(holder['state'], batch, hparams)
-    common.block(metrics)
-
-  times = common.time_calls(run, warmup=2, repeats=repeats)
+  step = common.CompiledStep(config)
+  flops, memory, compile_s = step.flops, step.memory, step.compile_s
+  times = common.time_calls(step.run, warmup=2, repeats=repeats)
   step_s = common.median(times)
   peak = peak_tflops(device_kind, config.dtype)
   return {'compile_s': compile_s, 'step_s': step_s,
@@ -173,13 +165,11 @@ def _trace(out: str, tiny: bool) -> dict:
   import jax  # pylint: disable=import-outside-toplevel
   from braingan.bench import common  # pylint: disable=import-outside-toplevel
   name, config = next(_gan_configs(tiny))
-  trainer, state, batch, hparams = common.workload(config)
-  state, metrics = trainer.train_step(state, batch, hparams)   # compile outside the trace
-  common.block(metrics)
+  step = common.CompiledStep(config)
+  step.run()                                       # allocation outside the trace
   trace_dir = os.path.join(out, 'trace')
   jax.profiler.start_trace(trace_dir)
-  state, metrics = trainer.train_step(state, batch, hparams)
-  common.block(metrics)
+  step.run()
   jax.profiler.stop_trace()
   return {'value': f'{name}: {trace_dir}'}
 

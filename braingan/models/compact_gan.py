@@ -30,31 +30,6 @@ from braingan.models import layers
 GLOROT = conditioning.GLOROT
 
 
-class ClassBatchNorm(nn.Module):
-  """BatchNorm with a shared affine, plus (cbn) a per-class offset of gain and bias."""
-  num_classes: int
-  use_running_average: bool
-  conditional: bool
-  momentum: float = 0.9
-  epsilon: float = 1e-5
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, labels, scale: Any = 1.0):
-    x = nn.BatchNorm(use_running_average=self.use_running_average, momentum=self.momentum,
-                     epsilon=self.epsilon, dtype=self.dtype, param_dtype=jnp.float32,
-                     name='bn')(x)
-    if not self.conditional:
-      return x
-    features = x.shape[-1]
-    gain = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.zeros,
-                    name='gain')(labels)
-    bias = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.zeros,
-                    name='bias')(labels)
-    return x * (1.0 + scale * gain[:, None, None, :]).astype(x.dtype) + (
-        scale * bias[:, None, None, :]).astype(x.dtype)
-
-
 def minibatch_stddev(x: jax.Array, group: int) -> jax.Array:
   """One extra channel: the feature standard deviation within groups of `group` consecutive
   samples (averaged over features and positions), broadcast to every position."""
@@ -84,9 +59,15 @@ class Generator(nn.Module):
                update_stats: bool = False):
     del update_stats
     base = self.image_size // 2 ** len(self.widths)
-    norm = lambda name: ClassBatchNorm(  # noqa: E731
-        self.num_classes, not train, self.conditioning == 'cbn', self.bn_momentum,
-        dtype=self.dtype, name=name)
+    def norm(name):
+      if self.conditioning == 'cbn':
+        return conditioning.ConditionalBatchNorm(self.num_classes, not train, self.bn_momentum,
+                                                 1e-5, self.dtype, shared_affine=True,
+                                                 name=name)
+      return lambda x, labels, scale: nn.BatchNorm(
+          use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
+          dtype=self.dtype, param_dtype=jnp.float32, name=name)(x)
+
     x = nn.Dense(base * base * self.base_depth, kernel_init=GLOROT, dtype=self.dtype,
                  name='Dense_0')(z).reshape(z.shape[0], base, base, self.base_depth)
     x = nn.relu(norm('in_bn')(x, labels, cond_scale))

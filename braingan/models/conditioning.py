@@ -55,21 +55,25 @@ class LabelPlane(nn.Module):
 
 
 class ConditionalBatchNorm(nn.Module):
-  """BatchNorm (no affine of its own) followed by a per-class gain and bias.
+  """BatchNorm followed by a per-class gain and bias: x * (1 + scale * g_y) + scale * b_y.
 
-  The gain and bias tables start at 1 and 0, so at initialisation this is plain BatchNorm.
+  With shared_affine the BatchNorm keeps its own (class-independent) scale and bias and the
+  class terms are offsets on top; without, the class terms are the only affine. The tables
+  start at 0, so at initialisation this is plain BatchNorm.
   """
   num_classes: int
   use_running_average: bool
   momentum: float = 0.99
   epsilon: float = 1e-3
   dtype: Any = jnp.float32
+  shared_affine: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array, scale: Any = 1.0) -> jax.Array:
     x = nn.BatchNorm(use_running_average=self.use_running_average, momentum=self.momentum,
-                     epsilon=self.epsilon, use_scale=False, use_bias=False, dtype=self.dtype,
-                     param_dtype=jnp.float32, name='bn')(x)
+                     epsilon=self.epsilon, use_scale=self.shared_affine,
+                     use_bias=self.shared_affine, dtype=self.dtype, param_dtype=jnp.float32,
+                     name='bn')(x)
     features = x.shape[-1]
     gain = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.zeros,
                     name='gain')(labels)

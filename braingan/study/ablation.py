@@ -26,6 +26,7 @@ def cells(config, workdir: str) -> list[plan_lib.Cell]:
   steps = study._steps_per_epoch(config, workdir)  # pylint: disable=protected-access
   judge = plan_lib._compose(config.classifier, config, workdir)  # pylint: disable=protected-access
   judge.seed = config.judge_seed
+  judge.epochs = config.judge_epochs
   judge.model.pretrained, judge.model.freeze = plan_lib.TRANSFER['scratch']
   out = [plan_lib.data_cell(config), plan_lib.Cell('judge', 'judge', ('data',), judge)]
   real, _ = plan_lib.classifier_config(config, workdir, arm='baseline', fraction=1.0, seed=0,

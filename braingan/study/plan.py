@@ -110,6 +110,7 @@ def plan(config, workdir: str, steps_per_epoch: int, weights_available: bool) ->
   cells = [data_cell(config)]
   judge = _compose(config.classifier, config, workdir)
   judge.seed = config.judge_seed
+  judge.epochs = config.judge_epochs
   judge.model.pretrained, judge.model.freeze = TRANSFER[transfer_levels(config,
                                                                         weights_available)[0]]
   cells.append(Cell('judge', 'judge', ('data',), judge))
