@@ -5,6 +5,7 @@ class), so the numbers show that the machinery works end to end, not whether aug
 
   python -m braingan.study --config=configs/study_demo.py --workdir=runs/demo
 """
+from configs import cgan_conditioned
 from configs import classifier_demo
 from configs import demo
 from configs import study
@@ -14,12 +15,15 @@ def get_config():
   config = study.get_config()
   config.data = classifier_demo.get_config().data
   config.data.test_fraction = 0.2
-  gan = demo.get_config()
-  for field in ('g_conditioning', 'd_conditioning', 'd_norm', 'spectral_norm', 'dropout'):
-    gan.model[field] = config.gan.model[field]      # the conditioned preset, demo-sized
-  for field in ('loss', 'optimizer', 'diffaug', 'ema'):
-    gan[field] = config.gan[field]
-  gan.ema.start_step = 10
+  gan = cgan_conditioned.get_config()   # the conditioned preset, demo-sized
+  demo_gan = demo.get_config()
+  gan.data = demo_gan.data
+  for field in ('batch_size', 'epochs', 'grid_per_class', 'generate'):
+    gan[field] = demo_gan[field]
+  gan.model.latent_dim = 64
+  gan.model.g_base_depth = 64
+  gan.model.g_widths = (32, 16, 16, 8)
+  gan.model.d_widths = (16, 32, 64, 64)
   config.gan = study.section(gan)
   config.classifier = study.section(classifier_demo.get_config())
   config.classifier.epochs = 6

@@ -27,7 +27,7 @@ def _tiny_study():
   config.data.image_size = 32
   gan = config.gan
   gan.model.latent_dim, gan.model.g_base_depth = 16, 16
-  gan.model.g_widths, gan.model.d_widths = (16, 8, 8, 8), (8, 8, 8, 8, 8)
+  gan.model.g_widths, gan.model.d_widths = (16, 8, 8, 8), (8, 8, 8, 8)
   gan.epochs, gan.steps_per_epoch = 1, 2
   clf = config.classifier
   clf.model.width, clf.model.head_units = 8, 16
