@@ -84,6 +84,24 @@ def test_strided_1x1_conv_equals_lax_strided_conv():
   np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
 
 
+def test_3x3_same_conv_as_patch_matmul_equals_lax_conv_and_its_gradients():
+  """The CPU speed path (patch matmul) gives the lax conv's outputs and both gradients."""
+  x = jax.random.normal(jax.random.PRNGKey(5), (2, 7, 6, 4))
+  rng = np.random.default_rng(6)
+  v = {'params': {'kernel': jnp.asarray(rng.normal(size=(3, 3, 4, 5)), jnp.float32),
+                  'bias': jnp.asarray(rng.normal(size=(5,)), jnp.float32)}}
+
+  def loss(conv):
+    return jax.jit(jax.value_and_grad(
+        lambda v, x: jnp.sum(jnp.sin(conv.apply(v, x))), argnums=(0, 1)))
+
+  fast = loss(resnet.KerasConv(5, 3, 1, 'same', patch_matmul=True))(v, x)
+  plain = loss(resnet.KerasConv(5, 3, 1, 'same', patch_matmul=False))(v, x)
+  assert resnet.KerasConv(5, 3, 1, 'same').apply(v, x).shape == (2, 7, 6, 5)
+  for a, b in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(plain)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_frozen_bn_uses_running_stats_in_training():
   frozen = ('conv1_bn',)
   model = resnet.ResNetClassifier(frozen=frozen, **TINY)
