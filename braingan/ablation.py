@@ -1,7 +1,7 @@
 """python -m braingan.ablation --config=configs/gan_ablation.py --workdir=runs/ablation [--cells=...]
 
 Trains each GAN variant of the config as independent, resumable cells and writes
-<workdir>/report/report.md (braingan/study/ablation.py); flags in braingan/study/command.py.
+<workdir>/ablation/report.md (braingan/study/ablation.py); flags in braingan/study/command.py.
 """
 from braingan import cli
 from braingan.study import command

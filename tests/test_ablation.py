@@ -38,10 +38,10 @@ def test_tiny_ablation_writes_the_table(tmp_path):
   study.run_cells(config, workdir, ablation.cells)
   names = [c.name for c in ablation.cells(config, workdir)]
   assert {'gan/ganforge', 'gan/recommended', 'clf/cas_recommended', 'clf/real'} <= set(names)
-  report = open(os.path.join(workdir, 'report', 'report.md')).read()
+  report = open(os.path.join(workdir, 'ablation', 'report.md')).read()
   for name in ('ganforge', 'recommended'):
     assert f'| {name} |' in report and f'../gan_eval/{name}/samples.png' in report
-  metrics = json.load(open(os.path.join(workdir, 'report', 'metrics.json')))
+  metrics = json.load(open(os.path.join(workdir, 'ablation', 'metrics.json')))
   for v in metrics['variants'].values():
     assert 0.0 <= v['agreement']['point'] <= 1.0 and v['cas'] is not None
     assert v['train_steps'] == 2

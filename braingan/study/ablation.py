@@ -6,7 +6,8 @@ Cells (the study's machinery, braingan/study/__init__.py): the data and a judge 
 study, then per variant (config.variants: a name -> a GAN config) `gan/<v>`, `generate/<v>`,
 `gan_eval/<v>` (judge metrics) and `clf/cas_<v>` (a classifier trained on that GAN's images
 only, CAS), plus `clf/real` (the same classifier and budget on the real training split) and
-the report: class agreement overall and per class with intervals, CAS and its ratio to the
+the `ablation` cell's report (<workdir>/ablation/report.md; not `report`, so a study and the
+ablation can share one workdir, its data, judge and real-trained classifier): class agreement overall and per class with intervals, CAS and its ratio to the
 real-trained classifier, FID / KID overall and per class, memorisation, wall time, images/s and
 one sample grid per variant. Each cell is resumable and runnable on its own (--cells).
 """
@@ -49,7 +50,7 @@ def cells(config, workdir: str) -> list[plan_lib.Cell]:
             plan_lib.Cell(f'clf/cas_{name}', 'classifier', (f'generate/{name}',), cas,
                           {'arm': 'cas', 'fraction': 1.0, 'seed': 0, 'per_real': 1.0,
                            'transfer': 'scratch'})]
-  out.append(plan_lib.Cell('report', 'ablation_report', ('data',)))
+  out.append(plan_lib.Cell('ablation', 'ablation_report', ('data',)))
   return out
 
 
@@ -67,7 +68,7 @@ def _cell_seconds(workdir: str, name: str) -> float | None:
 
 
 def write_report(config, workdir: str) -> dict:
-  out = plan_lib.cell_dir(workdir, 'report')
+  out = plan_lib.cell_dir(workdir, 'ablation')
   real = _test_accuracy(workdir, 'clf/real')
   rows, summary = [], {'real_trained_test_accuracy': real, 'variants': {}}
   for name in config.variants:

@@ -40,4 +40,4 @@ def main(holder, plan: str) -> None:
     return
   cli.run_training(lambda c, w: study.run_cells(c, w, plan_fn, tuple(f.cells)), config, workdir,
                    show_final=False)
-  print(f'Report: {workdir}/report/report.md')
+  print(f"Report: {workdir}/{'report' if plan == 'study' else 'ablation'}/report.md")
