@@ -1,5 +1,7 @@
 """End to end in a real browser: `streamlit run braingan/app.py`, headless Chromium, one upload.
 
+The app serves the int8 export of a freshly trained tiny classifier (what a deployment runs).
+
 Streamlit runs as a subprocess on a free localhost port; Playwright drives Debian's Chromium
 (/usr/bin/chromium, installed by .ci/run). Every wait is bounded and both processes are always
 stopped. The screenshot is saved under the test's tmp_path.
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 
 from braingan.data import CLASSES, decode
+from braingan import export
 from braingan import inference
 from tests.app_fixtures import APP_SCRIPT, sample_image, tiny_classifier_run  # noqa: F401 pylint: disable=unused-import
 from tests.conftest import REPO_ROOT
@@ -65,7 +68,14 @@ def _stop(proc):
 
 
 @pytest.fixture
-def streamlit_server(tiny_classifier_run, tmp_path):
+def int8_export(tiny_classifier_run, tmp_path):
+  out = str(tmp_path / 'export_int8')
+  export.export(tiny_classifier_run, out, 'int8')
+  return out
+
+
+@pytest.fixture
+def streamlit_server(int8_export, tmp_path):
   port = _free_port()
   url = f'http://127.0.0.1:{port}'
   log_path = str(tmp_path / 'streamlit.log')
@@ -74,7 +84,7 @@ def streamlit_server(tiny_classifier_run, tmp_path):
   cmd = [sys.executable, '-m', 'streamlit', 'run', APP_SCRIPT,
          '--server.headless', 'true', '--server.address', '127.0.0.1',
          '--server.port', str(port), '--browser.gatherUsageStats', 'false',
-         '--server.fileWatcherType', 'none', '--', f'--classifier={tiny_classifier_run}']
+         '--server.fileWatcherType', 'none', '--', f'--classifier={int8_export}']
   with open(log_path, 'w', encoding='utf-8') as log:
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -85,14 +95,13 @@ def streamlit_server(tiny_classifier_run, tmp_path):
     _stop(proc)
 
 
-def test_upload_in_headless_chromium_shows_the_prediction(streamlit_server, tiny_classifier_run,
-                                                          tmp_path):
+def test_upload_in_headless_chromium_shows_the_prediction(streamlit_server, int8_export, tmp_path):
   if not os.path.exists(CHROMIUM):
     pytest.skip(f'{CHROMIUM} is missing (Debian package "chromium"; .ci/run installs it)')
   sync_api = pytest.importorskip('playwright.sync_api')
   url, log_path = streamlit_server
   path = sample_image('pituitary_tumor')
-  model = inference.load_classifier(tiny_classifier_run)
+  model = inference.load_classifier(int8_export)
   predict_fn, config = model.probs, model.config
   expected = CLASSES[int(np.argmax(predict_fn(decode.preprocess_file(path, config.data)[None])))]
   screenshot = str(tmp_path / 'app_prediction.png')
