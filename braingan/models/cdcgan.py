@@ -155,16 +155,8 @@ class Discriminator(nn.Module):
       x = nn.leaky_relu(x, self.leaky_slope)
     features = x.reshape(b, -1)
     features = nn.Dropout(self.dropout, deterministic=not train)(features)
-    logits = sn(nn.Dense(1, kernel_init=GLOROT, dtype=self.dtype, name='Dense_0'))(features)
-    logits = logits[:, 0].astype(jnp.float32)   # The loss is computed in float32.
-    if 'projection' in self.conditioning:
-      logits = logits + conditioning.projection(features, labels, self.num_classes,
-                                                cond_scale).astype(jnp.float32)
-    class_logits = None
-    if 'auxiliary' in self.conditioning:
-      class_logits = conditioning.AuxiliaryHead(self.num_classes, self.dtype,
-                                                name='auxiliary')(features)
-    return logits, class_logits
+    return conditioning.discriminator_outputs(features, labels, self.conditioning, self.num_classes,
+                                              cond_scale, sn, self.dtype)
 
 
 def latents(seed: int, indices: Any, latent_dim: int) -> jax.Array:

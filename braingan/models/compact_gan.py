@@ -111,16 +111,8 @@ class Discriminator(nn.Module):
                            dtype=self.dtype, name=f'conv{i}'))(x)
       x = nn.leaky_relu(x, self.leaky_slope)
     h = jnp.sum(x, axis=(1, 2))                     # global sum pooling (SNGAN, BigGAN)
-    logits = sn(nn.Dense(1, kernel_init=GLOROT, dtype=self.dtype, name='Dense_0'))(h)
-    logits = logits[:, 0].astype(jnp.float32)
-    if 'projection' in self.conditioning:
-      logits = logits + conditioning.projection(h, labels, self.num_classes,
-                                                cond_scale).astype(jnp.float32)
-    class_logits = None
-    if 'auxiliary' in self.conditioning:
-      class_logits = conditioning.AuxiliaryHead(self.num_classes, self.dtype,
-                                                name='auxiliary')(h)
-    return logits, class_logits
+    return conditioning.discriminator_outputs(h, labels, self.conditioning, self.num_classes,
+                                              cond_scale, sn, self.dtype)
 
 
 def build(model_cfg: ml_collections.ConfigDict, image_size: int, channels: int,

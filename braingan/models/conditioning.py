@@ -91,6 +91,21 @@ def projection(features: jax.Array, labels: jax.Array, num_classes: int, scale: 
   return scale * jnp.sum(embed.astype(features.dtype) * features, axis=-1)
 
 
+def discriminator_outputs(features: jax.Array, labels: jax.Array, parts: Any, num_classes: int,
+                          cond_scale: Any, sn: Any, dtype: Any):
+  """D's heads on its features: (real/fake logit [B] + projection if asked, class logits or
+  None). Call inside a compact module; submodule names (Dense_0, projection, auxiliary) are
+  the ones checkpoints hold."""
+  logits = sn(nn.Dense(1, kernel_init=GLOROT, dtype=dtype, name='Dense_0'))(features)
+  logits = logits[:, 0].astype(jnp.float32)   # The loss is computed in float32.
+  if 'projection' in parts:
+    logits = logits + projection(features, labels, num_classes, cond_scale).astype(jnp.float32)
+  class_logits = None
+  if 'auxiliary' in parts:
+    class_logits = AuxiliaryHead(num_classes, dtype, name='auxiliary')(features)
+  return logits, class_logits
+
+
 class AuxiliaryHead(nn.Module):
   """phi(x) -> class logits [B, num_classes] (float32, for the cross-entropy)."""
   num_classes: int
