@@ -101,6 +101,13 @@ class Checkpointer:
               multiprocessing_options=ocp.options.MultiprocessingOptions(
                   barrier_sync_key_prefix='best')),
           item_names=_ITEMS)
+    # Orbax 0.12 removes leftover temporary folders in a background future; wait for it so
+    # that "opened by the writer" means "cleaned" (a reader listing the directory right after
+    # would otherwise still see a killed save's folder).
+    for manager in (self._manager, self._best_manager):
+      if manager is not None and hasattr(manager, '_maybe_await_cleanup_tmp_directory'):
+        manager._maybe_await_cleanup_tmp_directory()   # pylint: disable=protected-access
+    if self._best_manager is not None:
       best_step = self._best_manager.latest_step()
       if best_step is not None:   # resuming: compare new results with the stored best
         stored = self._restore_meta(self._best_manager, best_step)
