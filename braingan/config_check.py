@@ -102,6 +102,7 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ('model.dropout', lambda x: 0.0 <= x < 1.0, 'must be in [0, 1)'),
     ('optimizer.d_learning_rate', _non_negative, 'must be >= 0 (0 = optimizer.learning_rate)'),
     ('aux_weight', _non_negative, 'must be >= 0'),
+    ('mode_seeking', _non_negative, 'must be >= 0'),
     ('diffaug.probability', lambda x: 0.0 <= x <= 1.0, 'must be in [0, 1]'),
     ('diffaug.ada_target', lambda x: 0.0 <= x < 1.0, 'must be in [0, 1) (0 = off)'),
     ('diffaug.ada_kimg', _positive, 'must be > 0'),

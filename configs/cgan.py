@@ -58,6 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Adversarial loss (braingan/train/losses.py): 'bce' (non-saturating, GANForge) or 'hinge'.
   config.loss = 'bce'
   config.aux_weight = 1.0       # weight of the class cross-entropy with d_conditioning='auxiliary'
+  # Mode seeking (MSGAN, Mao et al. 2019): weight of 1 / (|G(z1,y) - G(z2,y)| / |z1 - z2|) in G's
+  # loss, over pairs of the batch given the same label; 0 = off (GANForge).
+  config.mode_seeking = 0.0
   # Differentiable augmentation of real and fake images before D (braingan/train/augment.py).
   config.diffaug = ml_collections.ConfigDict()
   config.diffaug.policy = ''    # comma list of translation, cutout, brightness, contrast, flip

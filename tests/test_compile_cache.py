@@ -41,3 +41,22 @@ def test_cache_directory_setting():
   assert compile_cache.cache_dir({}) == compile_cache.DEFAULT_DIR
   assert compile_cache.cache_dir({compile_cache.ENV: '/x/y'}) == '/x/y'
   assert compile_cache.cache_dir({compile_cache.ENV: 'off'}) is None
+
+
+def test_run_once_gives_the_optimised_programs_values():
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  draw = lambda key: {'w': jax.random.normal(key, (3, 5)),  # noqa: E731
+                      'b': jax.random.uniform(jax.random.fold_in(key, 1), (5,))}
+  key = jax.random.key(7)
+  got, want = compile_cache.run_once(draw, key), jax.jit(draw)(key)
+  for name in ('w', 'b'):
+    np.testing.assert_array_equal(got[name], want[name])
+  assert float(np.std(got['w'])) > 0.1   # real draws, not zeros
+
+
+def test_run_once_inside_a_transformation_traces_through():
+  import jax  # pylint: disable=import-outside-toplevel
+  shapes = jax.eval_shape(lambda k: compile_cache.run_once(
+      lambda key: jax.random.normal(key, (2, 3)), k), jax.random.key(0))
+  assert shapes.shape == (2, 3)

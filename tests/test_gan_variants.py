@@ -38,6 +38,28 @@ def test_auxiliary_cross_entropy_by_hand():
                              -np.mean(logp[np.arange(6), labels]), rtol=1e-5)
 
 
+def test_mode_seeking_term_by_hand():
+  a, b = RNG.normal(size=(2, 4, 8, 8, 1)).astype(np.float32)
+  za, zb = RNG.normal(size=(2, 4, 16)).astype(np.float32)
+  want = 1.0 / (np.mean(np.abs(a - b)) / np.mean(np.abs(za - zb)) + 1e-5)
+  np.testing.assert_allclose(losses.mode_seeking(a, b, za, zb), want, rtol=1e-5)
+  # Identical images (a collapsed class) cost the most; spreading them apart lowers the term.
+  assert losses.mode_seeking(a, a, za, zb) > 1e4 > losses.mode_seeking(a, 2 * b, za, zb)
+
+
+def test_mode_seeking_enters_only_the_generator_loss_linearly():
+  """From one state and batch, D's update does not depend on the weight; G's loss grows by the
+  (positive) term when the weight goes from 1 to 2."""
+  results = []
+  for weight in (1.0, 2.0):
+    config = tiny_config(mode_seeking=weight)
+    trainer = trainer_for(config)
+    _, metrics = trainer.step(trainer.initial_state(), _batch(config, 8, seed=0))
+    results.append((float(metrics['d_loss']), float(metrics['g_loss'])))
+  (d1, g1), (d2, g2) = results
+  assert d1 == pytest.approx(d2, rel=1e-6)
+  assert np.isfinite(g2) and g2 - g1 > 0   # the term: 1 / (image spread / latent spread)
+
 def _discriminator(parts, **kwargs):
   return cdcgan.Discriminator(image_size=32, widths=(8, 8, 8, 8, 8), embed_dim=4,
                               conditioning=conditioning.discriminator_parts(parts), **kwargs)

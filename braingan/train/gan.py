@@ -37,6 +37,7 @@ from braingan import images as images_lib
 from braingan import models
 from braingan.models import cdcgan
 from braingan.data import CLASSES, NUM_CLASSES
+from braingan.runtime import compile_cache
 from braingan.runtime import distributed
 from braingan.runtime import parallel
 from braingan.train import augment as augment_lib
@@ -130,8 +131,10 @@ class GANRecipe(Recipe):
     z = jnp.zeros((2, self.latent_dim), jnp.float32)
     labels = jnp.zeros((2,), jnp.int32)
     images = jnp.zeros((2, size, size, channels), jnp.float32)
-    g_vars = jax.jit(lambda k: self.generator.init(k, z, labels, train=False))(init_g)
-    d_vars = jax.jit(lambda k: self.discriminator.init(k, images, labels, train=False))(init_d)
+    g_vars = compile_cache.run_once(lambda k: self.generator.init(k, z, labels, train=False),
+                                    init_g)
+    d_vars = compile_cache.run_once(
+        lambda k: self.discriminator.init(k, images, labels, train=False), init_d)
     tx = optim.direction(config.optimizer)
     g_state = TrainState.create(params=g_vars['params'], tx=tx, rng=step_key,
                                 batch_stats=g_vars.get('batch_stats', {}))
@@ -164,22 +167,22 @@ class GANRecipe(Recipe):
     logits, cls = self.discriminator.apply(variables, images, labels, **kwargs)
     return logits, cls, stats
 
-  def _score_pair(self, d_params, d_stats, real, fake, labels, rngs, cond):
+  def _score_pair(self, d_params, d_stats, real, fake, labels, fake_labels, rngs, cond):
     """D on the real and the fake batch -> (logits, class logits) of each, and new stats."""
     if self.layer_mode == 'inference' or not self.discriminator.has_batch_layers:
       # No row sees another (fixed BatchNorm, no dropout; minibatch-std groups kept whole),
       # so real and fake go through D as one batch.
       block = self.discriminator.pair_block
       logits, cls, stats = self._apply_d(d_params, d_stats, _interleave(real, fake, block),
-                                         _interleave(labels, labels, block), rngs[0], cond,
+                                         _interleave(labels, fake_labels, block), rngs[0], cond,
                                          True)
       (real_logits, fake_logits), (real_cls, fake_cls) = (_split_pairs(logits, block),
                                                           _split_pairs(cls, block))
       return (real_logits, real_cls), (fake_logits, fake_cls), stats
     real_logits, real_cls, stats = self._apply_d(d_params, d_stats, real, labels, rngs[0],
                                                  cond, True)
-    fake_logits, fake_cls, stats = self._apply_d(d_params, stats, fake, labels, rngs[1], cond,
-                                                 True)
+    fake_logits, fake_cls, stats = self._apply_d(d_params, stats, fake, fake_labels, rngs[1],
+                                                 cond, True)
     return (real_logits, real_cls), (fake_logits, fake_cls), stats
 
   def _augment(self, images, key, p):
@@ -194,15 +197,20 @@ class GANRecipe(Recipe):
     drop_real, drop_fake, drop_g, aug_real, aug_fake, aug_g = jax.random.split(key, 6)
     cond = condition_scale(config, g.step)
     aux_weight = config.aux_weight * cond
+    half = real.shape[0] // 2
+    # Mode seeking compares rows i and i + half: give both the label of row i (a draw from the
+    # data's class mix all the same). Without it fakes are drawn with the real batch's labels.
+    fake_labels = (jnp.concatenate([labels[:half], labels[:half], labels[2 * half:]])
+                   if config.mode_seeking > 0 else labels)
 
     def g_forward(g_params):
       variables = {'params': g_params, 'batch_stats': g.batch_stats}
       kwargs = dict(train=self.layer_mode == 'training', cond_scale=cond, update_stats=True)
       if self.g_mutable:
-        fake, new = self.generator.apply(variables, z, labels, mutable=['batch_stats'],
+        fake, new = self.generator.apply(variables, z, fake_labels, mutable=['batch_stats'],
                                          **kwargs)
         return fake, new['batch_stats']
-      return self.generator.apply(variables, z, labels, **kwargs), g.batch_stats
+      return self.generator.apply(variables, z, fake_labels, **kwargs), g.batch_stats
 
     fake, g_vjp, g_stats = jax.vjp(g_forward, g.params, has_aux=True)
     if self.layer_mode == 'training' and self.generator.keras_double_bn_update:
@@ -213,7 +221,8 @@ class GANRecipe(Recipe):
       fake_in = self._augment(jax.lax.stop_gradient(fake).astype(real.dtype), aug_fake,
                               state.augment_p)
       (real_logits, real_cls), (fake_logits, _), stats = self._score_pair(
-          d_params, d.batch_stats, real_in, fake_in, labels, (drop_real, drop_fake), cond)
+          d_params, d.batch_stats, real_in, fake_in, labels, fake_labels, (drop_real, drop_fake),
+          cond)
       loss = self.loss.discriminator(real_logits, fake_logits)
       if self.auxiliary:
         loss = loss + aux_weight * losses.class_cross_entropy(real_cls, labels)
@@ -225,11 +234,14 @@ class GANRecipe(Recipe):
 
     def g_loss_fn(images):   # through the updated discriminator
       logits, cls, stats = self._apply_d(d.params, d.batch_stats,
-                                         self._augment(images, aug_g, state.augment_p), labels,
-                                         drop_g, cond, False)
+                                         self._augment(images, aug_g, state.augment_p),
+                                         fake_labels, drop_g, cond, False)
       loss = self.loss.generator(logits)
       if self.auxiliary:
-        loss = loss + aux_weight * losses.class_cross_entropy(cls, labels)
+        loss = loss + aux_weight * losses.class_cross_entropy(cls, fake_labels)
+      if config.mode_seeking > 0:
+        loss = loss + config.mode_seeking * losses.mode_seeking(
+            images[:half], images[half:2 * half], z[:half], z[half:2 * half])
       return loss, stats
 
     (g_loss, d_stats), d_fake_images = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)

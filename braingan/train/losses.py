@@ -55,3 +55,13 @@ def get(name: str) -> AdversarialLoss:
 def class_cross_entropy(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Mean softmax cross-entropy of an auxiliary classifier head (AC-GAN)."""
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, labels))
+
+
+def mode_seeking(images_a: jax.Array, images_b: jax.Array, z_a: jax.Array, z_b: jax.Array,
+                 eps: float = 1e-5) -> jax.Array:
+  """MSGAN's term (Mao et al. 2019): 1 / (mean|G(z_a) - G(z_b)| / mean|z_a - z_b| + eps), for
+  image pairs drawn with the same label. Minimising it spreads a class's images apart: the
+  auxiliary head alone rewards one easily classified image per class (mode collapse)."""
+  ratio = (jnp.mean(jnp.abs(images_a.astype(jnp.float32) - images_b.astype(jnp.float32)))
+           / jnp.mean(jnp.abs(z_a - z_b)))
+  return 1.0 / (ratio + eps)
