@@ -10,6 +10,8 @@ Variants, each a full GAN config (braingan/study/ablation.py trains, samples and
   ..._ema                  + an EMA of G's weights for sampling
   recommended              configs/cgan_conditioned.py: the compact architecture with class-
                            conditional BatchNorm, projection + auxiliary head, hinge, ADA
+  recommended_seed1        the same with seed 1
+  recommended_ms           + mode seeking in G's loss (MSGAN; config.mode_seeking)
 The GANForge-architecture variants get the same number of steps as the reference (1,000: what
 the old reduced study gave it); the recommended preset its study budget (5,000 steps, in less
 wall time: its step is ~10x cheaper). Data, judge, CAS classifier and evaluation settings are
@@ -51,5 +53,11 @@ def get_config():
   v.recommended = study.section(cgan_conditioned.get_config())
   v.recommended.steps_per_epoch, v.recommended.epochs = 100, 50
   v.recommended.judge.every_epochs = 10
+  # The same preset with another seed (run-to-run spread), and with a mode-seeking term in G's
+  # loss (more images per class that differ; the auxiliary head alone favours one per class).
+  v.recommended_seed1 = ml_collections.ConfigDict(v.recommended.to_dict())
+  v.recommended_seed1.seed = 1
+  v.recommended_ms = ml_collections.ConfigDict(v.recommended.to_dict())
+  v.recommended_ms.mode_seeking = 1.0
   config.variants = v
   return config

@@ -33,14 +33,31 @@ def _settings(cell: plan_lib.Cell) -> dict:
   return json.loads(json.dumps({'config': config, 'params': cell.params}, default=str))
 
 
+def _differences(stored: Any, now: Any, prefix: str = '') -> list[str]:
+  """Dotted names of the fields that differ between two settings dicts."""
+  if not (isinstance(stored, dict) and isinstance(now, dict)):
+    return [] if stored == now else [prefix or '(value)']
+  out = []
+  for key in sorted(set(stored) | set(now), key=str):
+    name = f'{prefix}.{key}' if prefix else str(key)
+    if key not in stored or key not in now:
+      out.append(f'{name} ({"new" if key not in stored else "removed"})')
+    else:
+      out += _differences(stored[key], now[key], name)
+  return out
+
+
 def is_done(workdir: str, cell: plan_lib.Cell) -> bool:
-  """True when the cell finished with these settings; an error when with others."""
+  """True when the cell finished with these settings; an error naming the fields when with
+  others."""
   path = os.path.join(plan_lib.cell_dir(workdir, cell.name), DONE)
   if not os.path.exists(path):
     return False
-  if files.read_json(path)['settings'] != _settings(cell):
+  differences = _differences(files.read_json(path)['settings'], _settings(cell))
+  if differences:
+    shown = ', '.join(differences[:6]) + (' ...' if len(differences) > 6 else '')
     raise ValueError(f'{os.path.dirname(path)} holds a finished cell {cell.name!r} with other '
-                     'settings; use a new --workdir, or the config it was run with.')
+                     f'settings ({shown}); use a new --workdir, or the config it was run with.')
   return True
 
 
@@ -131,18 +148,20 @@ def run_cells(config, workdir: str, plan_fn, patterns: tuple[str, ...] = ()) -> 
     if cell.config is not None:
       config_check.validate(cell.config)   # every job's config, before any work
   todo = [c for c in plan if not patterns or any(fnmatch.fnmatch(c.name, p) for p in patterns)]
-  done = {c.name for c in plan if is_done(workdir, c)} | {'data'}
+  by_name = {c.name: c for c in plan}
+  # Asked cell by cell, not once up front: another process may finish cells meanwhile (a job
+  # array over --cells), and only the selected cells and what they need are looked at.
+  finished = lambda name: name == 'data' or is_done(workdir, by_name[name])  # noqa: E731
   timings = {}
   for cell in todo:
-    if cell.name in done and cell.kind != 'report':
+    if not cell.kind.endswith('report') and finished(cell.name):
       print(f'[study] {cell.name}: already complete', flush=True)
       continue
-    missing = [n for n in cell.needs if n not in done]
+    missing = [n for n in cell.needs if not finished(n)]
     if missing:
       raise ValueError(f'cell {cell.name!r} needs {missing} finished first (run them, or '
                        'run without --cells).')
     timings[cell.name] = _execute(cell, config, workdir)
-    done.add(cell.name)
   return timings
 
 

@@ -35,7 +35,10 @@ def main(holder, plan: str) -> None:
       print('The data is not prepared yet (the plan needs its size): run --cells=data first.')
       return
     for cell in plan_fn(config, workdir):
-      state = 'done' if study.is_done(workdir, cell) else 'to do'
+      try:
+        state = 'done' if study.is_done(workdir, cell) else 'to do'
+      except ValueError:   # finished with other settings: running it would raise
+        state = 'other'
       print(f'{state:6s} {cell.kind:15s} {cell.name}')
     return
   cli.run_training(lambda c, w: study.run_cells(c, w, plan_fn, tuple(f.cells)), config, workdir,

@@ -58,7 +58,7 @@ def _compose(section, config, workdir: str) -> ml_collections.ConfigDict:
   job.data = ml_collections.ConfigDict(config.data.to_dict())
   job.data.prepared_dir = os.path.abspath(cell_dir(workdir, 'data'))
   job.data.subset_seed = config.data.split_seed   # one subset per fraction, for every seed
-  job.seed = config.seed
+  job.seed = section.seed if 'seed' in section else config.seed   # a variant may pin its own
   return job
 
 
