@@ -11,14 +11,14 @@ from configs import gan_ablation
 from tests.conftest import SAMPLE_DIR
 
 
-def _tiny_ablation():
+def _tiny_ablation(names=('recommended',)):
   config = gan_ablation.get_config()
   config.data.data_dir, config.data.image_size = SAMPLE_DIR, 32
   config.data.test_fraction = 0.2
   clf = config.classifier
   clf.model.width, clf.model.head_units, clf.epochs = 8, 16, 1
   keep = ml_collections.ConfigDict()
-  for name in ('ganforge', 'recommended'):
+  for name in names:
     v = config.variants[name]
     v.epochs, v.steps_per_epoch, v.batch_size = 1, 2, 8
     v.model.latent_dim, v.model.g_base_depth = 16, 16
@@ -37,11 +37,16 @@ def test_tiny_ablation_writes_the_table(tmp_path):
   config = _tiny_ablation()
   study.run_cells(config, workdir, ablation.cells)
   names = [c.name for c in ablation.cells(config, workdir)]
-  assert {'gan/ganforge', 'gan/recommended', 'clf/cas_recommended', 'clf/real'} <= set(names)
+  assert {'gan/recommended', 'clf/cas_recommended', 'clf/real'} <= set(names)
   report = open(os.path.join(workdir, 'ablation', 'report.md')).read()
-  for name in ('ganforge', 'recommended'):
-    assert f'| {name} |' in report and f'../gan_eval/{name}/samples.png' in report
+  assert '| recommended |' in report and '../gan_eval/recommended/samples.png' in report
   metrics = json.load(open(os.path.join(workdir, 'ablation', 'metrics.json')))
-  for v in metrics['variants'].values():
-    assert 0.0 <= v['agreement']['point'] <= 1.0 and v['cas'] is not None
-    assert v['train_steps'] == 2
+  v = metrics['variants']['recommended']
+  assert 0.0 <= v['agreement']['point'] <= 1.0 and v['cas'] is not None
+  assert v['train_steps'] == 2
+  # A variant added later (a cluster job not run yet): the report alone reruns and marks it,
+  # and the finished cells are not looked at again (GANForge's cells never ran here).
+  study.run_cells(_tiny_ablation(('recommended', 'ganforge')), workdir, ablation.cells,
+                  ('ablation',))
+  report = open(os.path.join(workdir, 'ablation', 'report.md')).read()
+  assert '| ganforge | missing |' in report and '| recommended |' in report

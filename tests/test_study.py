@@ -1,6 +1,6 @@
 """The cell-based study on a tiny budget, its report, and evaluate.py on two of its runs.
 
-One module-scoped study (32 px, tiny networks, 2 fractions x 2 seeds x 4 arms) feeds every
+One module-scoped study (32 px, tiny networks, 2 fractions x 2 seeds x 3 arms) feeds every
 test here, so the expensive part (compiling and training its models) is paid once.
 """
 import json
@@ -32,7 +32,7 @@ def _tiny_study():
   clf = config.classifier
   clf.model.width, clf.model.head_units = 8, 16
   clf.epochs = 2
-  config.arms = ('baseline', 'augmented', 'shuffled', 'cas')
+  config.arms = ('baseline', 'augmented', 'cas')   # the other arms are the same code path
   config.synthetic_per_class = 6
   config.evaluate.n_boot, config.evaluate.gan_per_class = 100, 6
   config.evaluate.kid_subsets = 3
@@ -58,7 +58,7 @@ def test_every_cell_ran_with_equal_steps(done_study):
   cells = study.cells(config, workdir)
   assert all(study.is_done(workdir, c) for c in cells)
   classifiers = [c for c in cells if c.kind == 'classifier']
-  assert len(classifiers) == 4 * 2 * 2                        # arms x fractions x seeds
+  assert len(classifiers) == 3 * 2 * 2                        # arms x fractions x seeds
   steps = set()
   for cell in classifiers:
     result = json.load(open(os.path.join(workdir, cell.name, 'cell_done.json')))['result']
@@ -75,7 +75,7 @@ def test_report_has_the_verdict_table_curve_and_gan_section(done_study):
   report = open(os.path.join(workdir, 'report', 'report.md')).read()
   assert report.index('## Verdict') < report.index('## Verdict table') < report.index(
       '## Data-fraction curve') < report.index('## The GANs')
-  for arm in ('augmented', 'shuffled', 'cas'):
+  for arm in ('augmented', 'cas'):
     assert f'| {arm} |' in report
   assert 'external Δ acc' in report and 'left out as overlapping' in report
   assert os.path.getsize(os.path.join(workdir, 'report', 'fraction_curve.png')) > 5000
@@ -139,12 +139,31 @@ def test_partial_grid_names_missing_cells_and_selection(done_study):
   """Last in this file: it removes cells of the shared study."""
   workdir, config = done_study
   partial = workdir
-  shutil.rmtree(os.path.join(partial, 'clf', 'shuffled_f0.5_s1'))
+  shutil.rmtree(os.path.join(partial, 'clf', 'cas_f0.5_s1'))
   shutil.rmtree(os.path.join(partial, 'report'))
   study.run_study(config, partial, patterns=('report',))
   report = open(os.path.join(partial, 'report', 'report.md')).read()
-  assert 'Missing cells (1)' in report and 'clf/shuffled_f0.5_s1' in report
+  assert 'Missing cells (1)' in report and 'clf/cas_f0.5_s1' in report
   # A selected cell whose inputs are missing is refused, naming them.
   shutil.rmtree(os.path.join(partial, 'generate', 'conditioned_f0.5'))
   with pytest.raises(ValueError, match=r"needs \['generate/conditioned_f0.5'\]"):
-    study.run_study(config, partial, patterns=('clf/shuffled_f0.5_s1',))
+    study.run_study(config, partial, patterns=('clf/cas_f0.5_s1',))
+
+
+def test_every_arm_differs_from_baseline_only_where_it_says():
+  """The arms the tiny study does not train, checked on their job configs."""
+  from braingan.study import plan as plan_lib  # pylint: disable=import-outside-toplevel
+  config = _tiny_study()
+  kw = dict(fraction=1.0, seed=0, transfer='scratch', steps_per_epoch=5, per_real=1.0)
+  jobs = {arm: plan_lib.classifier_config(config, '/w', arm=arm, **kw)
+          for arm in ('baseline', 'augmented', 'shuffled', 'classic', 'balanced', 'cas')}
+  base = jobs['baseline'][0].data
+  assert jobs['baseline'][1] is None and not base.synthetic_dir
+  shuffled, augmented = jobs['shuffled'][0].data, jobs['augmented'][0].data
+  assert shuffled.synthetic_dir == augmented.synthetic_dir and shuffled.synthetic_dir
+  assert shuffled.synthetic_labels == 'shuffled' and augmented.synthetic_labels == 'intended'
+  assert shuffled.synthetic_ratio == augmented.synthetic_ratio > 0
+  assert jobs['classic'][0].data.augment and not base.augment
+  assert jobs['balanced'][0].data.balance == augmented.synthetic_ratio and not base.balance
+  assert jobs['cas'][0].data.synthetic_ratio == 1.0
+  assert len({job.steps_per_epoch for job, _ in jobs.values()}) == 1   # equal steps
