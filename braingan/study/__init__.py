@@ -149,9 +149,14 @@ def run_cells(config, workdir: str, plan_fn, patterns: tuple[str, ...] = ()) -> 
       config_check.validate(cell.config)   # every job's config, before any work
   todo = [c for c in plan if not patterns or any(fnmatch.fnmatch(c.name, p) for p in patterns)]
   by_name = {c.name: c for c in plan}
-  # Asked cell by cell, not once up front: another process may finish cells meanwhile (a job
-  # array over --cells), and only the selected cells and what they need are looked at.
+  # Only the selected cells and what they need are looked at: once before any work (a cell
+  # finished with other settings raises here), then again as each is reached (another process
+  # may have finished it meanwhile: a job array over --cells).
   finished = lambda name: name == 'data' or is_done(workdir, by_name[name])  # noqa: E731
+  wanted = {n for cell in todo for n in (cell.name, *cell.needs)}
+  for cell in plan:
+    if cell.name in wanted:
+      finished(cell.name)
   timings = {}
   for cell in todo:
     if not cell.kind.endswith('report') and finished(cell.name):
