@@ -27,6 +27,7 @@ def _tiny_ablation(names=('recommended',)):
     keep[name] = v
   config.variants = keep
   config.synthetic_per_class = 6
+  config.cas_seeds = (0, 1)
   config.evaluate.n_boot, config.evaluate.gan_per_class, config.evaluate.kid_subsets = 50, 6, 2
   return config
 
@@ -42,7 +43,9 @@ def test_tiny_ablation_writes_the_table(tmp_path):
   assert '| recommended |' in report and '../gan_eval/recommended/samples.png' in report
   metrics = json.load(open(os.path.join(workdir, 'ablation', 'metrics.json')))
   v = metrics['variants']['recommended']
-  assert 0.0 <= v['agreement']['point'] <= 1.0 and v['cas'] is not None
+  assert 0.0 <= v['agreement']['point'] <= 1.0 and len(v['cas_per_seed']) == 2
+  assert v['cas'] == pytest.approx(sum(v['cas_per_seed']) / 2)
+  assert {'clf/real_s1', 'clf/cas_recommended_s1'} <= set(names)
   assert v['train_steps'] == 2
   # A variant added later (a cluster job not run yet): the report alone reruns and marks it,
   # and the finished cells are not looked at again (GANForge's cells never ran here).

@@ -30,28 +30,46 @@ def cells(config, workdir: str) -> list[plan_lib.Cell]:
   judge.epochs = config.judge_epochs
   judge.model.pretrained, judge.model.freeze = plan_lib.TRANSFER['scratch']
   out = [plan_lib.data_cell(config), plan_lib.Cell('judge', 'judge', ('data',), judge)]
-  real, _ = plan_lib.classifier_config(config, workdir, arm='baseline', fraction=1.0, seed=0,
-                                       transfer='scratch', steps_per_epoch=steps, per_real=1.0)
-  out.append(plan_lib.Cell('clf/real', 'classifier', ('data',), real,
-                           {'arm': 'baseline', 'fraction': 1.0, 'seed': 0, 'per_real': 1.0,
-                            'transfer': 'scratch'}))
+  reals = {}
+  for seed in config.cas_seeds:
+    reals[seed], _ = plan_lib.classifier_config(config, workdir, arm='baseline', fraction=1.0,
+                                                seed=seed, transfer='scratch',
+                                                steps_per_epoch=steps, per_real=1.0)
+    out.append(plan_lib.Cell(_seeded('clf/real', seed), 'classifier', ('data',), reals[seed],
+                             {'arm': 'baseline', 'fraction': 1.0, 'seed': seed,
+                              'per_real': 1.0, 'transfer': 'scratch'}))
   for name, variant in config.variants.items():
     gan = plan_lib._compose(variant, config, workdir)  # pylint: disable=protected-access
     gan.generate.per_class = 0
     gan.judge.run_dir = os.path.abspath(plan_lib.cell_dir(workdir, 'judge'))
-    cas = ml_collections.ConfigDict(real.to_dict())
-    cas.data.synthetic_dir = os.path.abspath(plan_lib.cell_dir(workdir, f'generate/{name}'))
-    cas.data.synthetic_ratio = 1.0
     out += [plan_lib.Cell(f'gan/{name}', 'gan', ('data', 'judge'), gan),
             plan_lib.Cell(f'generate/{name}', 'generate', (f'gan/{name}',),
                           params={'per_class': config.synthetic_per_class, 'seed': config.seed}),
             plan_lib.Cell(f'gan_eval/{name}', 'gan_eval', (f'generate/{name}', 'judge'),
-                          params={'per_class': config.evaluate.gan_per_class}),
-            plan_lib.Cell(f'clf/cas_{name}', 'classifier', (f'generate/{name}',), cas,
-                          {'arm': 'cas', 'fraction': 1.0, 'seed': 0, 'per_real': 1.0,
-                           'transfer': 'scratch'})]
+                          params={'per_class': config.evaluate.gan_per_class})]
+    for seed in config.cas_seeds:
+      cas = ml_collections.ConfigDict(reals[seed].to_dict())
+      cas.data.synthetic_dir = os.path.abspath(plan_lib.cell_dir(workdir, f'generate/{name}'))
+      cas.data.synthetic_ratio = 1.0
+      out.append(plan_lib.Cell(_seeded(f'clf/cas_{name}', seed), 'classifier',
+                               (f'generate/{name}',), cas,
+                               {'arm': 'cas', 'fraction': 1.0, 'seed': seed, 'per_real': 1.0,
+                                'transfer': 'scratch'}))
   out.append(plan_lib.Cell('ablation', 'ablation_report', ('data',)))
   return out
+
+
+def _seeded(name: str, seed: int) -> str:
+  """Cell name of a CAS / real-trained classifier seed (seed 0 keeps the plain name)."""
+  return name if seed == 0 else f'{name}_s{seed}'
+
+
+def _mean_accuracy(config, workdir: str, name: str) -> tuple[float | None, list[float]]:
+  """Mean test accuracy over the finished seeds of a classifier, and the per-seed values:
+  CAS moves by 20 points between classifier seeds, so one seed says little."""
+  values = [_test_accuracy(workdir, _seeded(name, s)) for s in config.cas_seeds]
+  values = [v for v in values if v is not None]
+  return (float(np.mean(values)) if values else None), values
 
 
 def _test_accuracy(workdir: str, name: str) -> float | None:
@@ -67,10 +85,18 @@ def _cell_seconds(workdir: str, name: str) -> float | None:
   return files.read_json(path)['seconds'] if os.path.exists(path) else None
 
 
+def _cas_text(cas: float | None, seeds: list[float], real: float | None) -> str:
+  if cas is None:
+    return 'n/a'
+  ratio = f'x{cas / real:.2f}; ' if real else ''
+  return f'{100 * cas:.1f} ({ratio}seeds ' + ' / '.join(f'{100 * v:.1f}' for v in seeds) + ')'
+
+
 def write_report(config, workdir: str) -> dict:
   out = plan_lib.cell_dir(workdir, 'ablation')
-  real = _test_accuracy(workdir, 'clf/real')
-  rows, summary = [], {'real_trained_test_accuracy': real, 'variants': {}}
+  real, real_seeds = _mean_accuracy(config, workdir, 'clf/real')
+  rows, summary = [], {'real_trained_test_accuracy': real, 'real_per_seed': real_seeds,
+                       'variants': {}}
   for name in config.variants:
     path = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'conditioning.json')
     if not os.path.exists(path):
@@ -78,13 +104,14 @@ def write_report(config, workdir: str) -> dict:
       continue
     m = files.read_json(path)
     agree = m['agreement']
-    cas = _test_accuracy(workdir, f'clf/cas_{name}')
+    cas, cas_seeds = _mean_accuracy(config, workdir, f'clf/cas_{name}')
     final = files.read_json(os.path.join(plan_lib.cell_dir(workdir, f'gan/{name}'),
                                          'final_metrics.json'))
     batch = config.variants[name].batch_size
     per_class = {c: v['point'] for c, v in agree['per_class'].items()}
     summary['variants'][name] = {'agreement': agree['overall'], 'per_class': per_class,
                                  'agreement_over_judge': m['agreement_over_judge'], 'cas': cas,
+                                 'cas_per_seed': cas_seeds,
                                  'fid': m['fid'], 'kid': m['kid']['mean'],
                                  'train_steps': final.get('train_steps'),
                                  'gan_seconds': _cell_seconds(workdir, f'gan/{name}')}
@@ -93,8 +120,7 @@ def write_report(config, workdir: str) -> dict:
         f'{100 * agree["overall"]["high"]:.0f}]',
         ' / '.join(f'{100 * v:.0f}' for v in per_class.values()),
         f'{m["agreement_over_judge"]:.2f}',
-        'n/a' if cas is None else f'{100 * cas:.1f} (x{cas / real:.2f})' if real else
-        f'{100 * cas:.1f}',
+        _cas_text(cas, cas_seeds, real),
         f'{m["fid"]:.1f}', f'{m["kid"]["mean"]:.4f}',
         ' / '.join(f'{v["fid"]:.0f}' for v in m['per_class'].values() if v.get('fid')),
         f'{final.get("train_steps")} steps, {summary["variants"][name]["gan_seconds"]:.0f} s',
@@ -107,7 +133,9 @@ def write_report(config, workdir: str) -> dict:
            f'Judge: its own classifier run (seed {config.judge_seed}), validation accuracy '
            f'{100 * files.read_json(judge)["val_accuracy"]:.1f} %. Real-trained classifier '
            f'(the CAS reference, same architecture and steps): test accuracy '
-           f'{"n/a" if real is None else f"{100 * real:.1f} %"}. Chance agreement is 25 %. '
+           f'{"n/a" if real is None else f"{100 * real:.1f} %"} (mean of seeds '
+           + ' / '.join(f'{100 * v:.1f}' for v in real_seeds) + '; CAS is the mean over the '
+           'same classifier seeds). Chance agreement is 25 %. '
            'FID/KID are in the judge\'s feature space on equal-size sets.', '',
            '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']
