@@ -25,12 +25,12 @@ class ConfigError(ValueError):
   """One or more invalid fields; the message lists each, by its full name."""
 
 
-def _flatten(config: Any, prefix: str = '') -> dict[str, Any]:
+def flatten(config: Any, prefix: str = '') -> dict[str, Any]:
   out = {}
   for key, value in config.items():
     name = f'{prefix}{key}'
     if isinstance(value, (ml_collections.ConfigDict, dict)):
-      out.update(_flatten(value, name + '.'))
+      out.update(flatten(value, name + '.'))
     else:
       out[name] = value
   return out
@@ -174,8 +174,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     family = models.family(config)
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  schema = _flatten(models.default_config(config))
-  flat = _flatten(config)
+  schema = flatten(models.default_config(config))
+  flat = flatten(config)
   problems = [f'config.{k} is not a field of a {family} config (misspelt, or an option of '
               'another model?).' for k in flat if k not in schema]
   problems += [f'config.{k} is missing.' for k in schema if k not in flat]
@@ -200,7 +200,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def resume_differences(old: ml_collections.ConfigDict,
                        new: ml_collections.ConfigDict) -> list[str]:
   """'config.x: run has A, now B' for every non-budget field that differs."""
-  a, b = _flatten(old), _flatten(new)
+  a, b = flatten(old), flatten(new)
   out = []
   for key in sorted(set(a) | set(b)):
     if key in BUDGET or any(key.startswith(p) for p in BUDGET if p.endswith('.')):

@@ -33,18 +33,12 @@ def _settings(cell: plan_lib.Cell) -> dict:
   return json.loads(json.dumps({'config': config, 'params': cell.params}, default=str))
 
 
-def _differences(stored: Any, now: Any, prefix: str = '') -> list[str]:
+def _differences(stored: dict, now: dict) -> list[str]:
   """Dotted names of the fields that differ between two settings dicts."""
-  if not (isinstance(stored, dict) and isinstance(now, dict)):
-    return [] if stored == now else [prefix or '(value)']
-  out = []
-  for key in sorted(set(stored) | set(now), key=str):
-    name = f'{prefix}.{key}' if prefix else str(key)
-    if key not in stored or key not in now:
-      out.append(f'{name} ({"new" if key not in stored else "removed"})')
-    else:
-      out += _differences(stored[key], now[key], name)
-  return out
+  from braingan import config_check  # pylint: disable=import-outside-toplevel
+  a, b = config_check.flatten(stored), config_check.flatten(now)
+  return [k if (k in a) == (k in b) else f'{k} ({"new" if k not in a else "removed"})'
+          for k in sorted(set(a) | set(b)) if (k in a) != (k in b) or a[k] != b[k]]
 
 
 def is_done(workdir: str, cell: plan_lib.Cell) -> bool:
