@@ -21,6 +21,19 @@ BUDGET = ('epochs', 'keep_checkpoints', 'checkpoint_every', 'log_every_seconds',
           'early_stopping_patience', 'judge.', 'generate.', 'grid_per_class')
 
 
+# Fields added after runs were recorded, with the value that does what runs without the field
+# did: a stored config lacking one compares as holding that value (resume, study cells), so
+# adding an option does not orphan every finished run. Any other value is a difference.
+ADDED_FIELDS = {'mode_seeking': 0.0, 'restore_best': 'val_loss'}
+
+
+def is_added_default(key: str, value: Any) -> bool:
+  """True when `key` (dotted, an optional leading 'config.') is an added field at its old
+  behaviour's value."""
+  key = key.removeprefix('config.')
+  return key in ADDED_FIELDS and value == ADDED_FIELDS[key]
+
+
 class ConfigError(ValueError):
   """One or more invalid fields; the message lists each, by its full name."""
 
@@ -121,6 +134,7 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ('reduce_lr_patience', _positive, 'must be >= 1'),
     ('reduce_lr_factor', _fraction, 'must be in (0, 1)'),
     ('min_learning_rate', _non_negative, 'must be >= 0'),
+    ('restore_best', lambda x: x in ('val_loss', 'none'), "must be 'val_loss' or 'none'"),
 ]
 
 # Data options only the classifier reads; on a GAN they would silently do nothing.
@@ -204,6 +218,8 @@ def resume_differences(old: ml_collections.ConfigDict,
   out = []
   for key in sorted(set(a) | set(b)):
     if key in BUDGET or any(key.startswith(p) for p in BUDGET if p.endswith('.')):
+      continue
+    if key not in a and is_added_default(key, b[key]):
       continue
     va, vb = a.get(key, '<absent>'), b.get(key, '<absent>')
     if isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple)):

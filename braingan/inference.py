@@ -62,7 +62,9 @@ def _classifier_shapes(config, module) -> dict:
 
 
 def load_classifier(workdir: str, which: str = 'best') -> Classifier:
-  """The classifier of a finished run (its best checkpoint, or 'latest'), or of an export."""
+  """The classifier of a finished run (its best checkpoint, or 'latest'), or of an export.
+
+  A run trained with restore_best='none' kept no best checkpoint: its result is the latest."""
   if artifact.is_export(workdir):
     description, config, module, variables = _from_export(workdir, 'classifier',
                                                           _classifier_shapes)
@@ -73,7 +75,7 @@ def load_classifier(workdir: str, which: str = 'best') -> Classifier:
   module = models.build(config)
   target = _classifier_shapes(config, module)
   reader = run.reader()
-  best = which == 'best'
+  best = which == 'best' and config.get('restore_best', 'val_loss') != 'none'
   variables = reader.restore(target, best=best)
   return Classifier(config, module, variables, reader.meta(best=best))
 

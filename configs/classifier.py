@@ -48,4 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.reduce_lr_factor = 0.5
   config.min_learning_rate = 1e-6
   config.class_weights = False           # True: 'balanced' weights, n / (k * count_c).
+  # The weights kept at the end: 'val_loss' restores the epoch with the lowest validation loss
+  # (Keras's restore_best_weights, the study's protocol); 'none' keeps the last epoch (no
+  # selection on validation images: what CAS needs, see braingan/study/ablation.py).
+  config.restore_best = 'val_loss'
   return config

@@ -39,6 +39,10 @@ def test_tiny_ablation_writes_the_table(tmp_path):
   study.run_cells(config, workdir, ablation.cells)
   names = [c.name for c in ablation.cells(config, workdir)]
   assert {'gan/recommended', 'clf/cas_recommended', 'clf/real'} <= set(names)
+  # CAS and its reference keep their last epoch (no selection on real validation images).
+  for name in ('clf/cas_recommended', 'clf/real'):
+    assert not os.path.exists(os.path.join(workdir, name, 'checkpoints', 'best'))
+    assert 'best_epoch' not in json.load(open(os.path.join(workdir, name, 'final_metrics.json')))
   report = open(os.path.join(workdir, 'ablation', 'report.md')).read()
   assert '| recommended |' in report and '../gan_eval/recommended/samples.png' in report
   metrics = json.load(open(os.path.join(workdir, 'ablation', 'metrics.json')))

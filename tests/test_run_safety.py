@@ -33,6 +33,7 @@ INVALID = [
     ('classifier', 'model.freeze', 'conv9_x', 'config.model.freeze'),
     ('classifier', 'model.preprocess', 'torch', 'config.model.preprocess'),
     ('classifier', 'dtype', 'float16', 'config.dtype'),
+    ('classifier', 'restore_best', 'val_accuracy', 'config.restore_best'),
     ('classifier', 'data.synthetic_ratio', 0.5, 'config.data.synthetic_dir'),
     ('classifier', 'model.name', 'vgg', 'config.model.name'),
     ('classifier', 'epochs', '10', 'config.epochs'),            # a string where an int goes
@@ -85,6 +86,24 @@ def test_resume_refuses_a_changed_model_but_accepts_a_new_budget(tmp_path):
   with pytest.raises(ValueError, match=r'config\.model\.width: run has 8, now 16') as info:
     run.write_config(wider)
   assert 'config.optimizer.learning_rate' in str(info.value)
+
+
+def test_a_field_added_since_the_run_compares_as_its_old_behaviour(tmp_path):
+  """A run recorded before config.restore_best existed resumes when the new field holds the
+  value that does what the run did, and is refused when it holds another."""
+  run = RunDir(str(tmp_path / 'run'))
+  old = classifier_config().to_dict()
+  del old['restore_best']
+  os.makedirs(run.root)
+  with open(run.config_path, 'w') as f:
+    json.dump(old, f)
+  assert config_check.resume_differences(run.read_config(), classifier_config()) == []
+  changed = classifier_config(restore_best='none')
+  assert config_check.resume_differences(run.read_config(), changed) == [
+      "config.restore_best: run has '<absent>', now 'none'"]
+  assert config_check.is_added_default('config.mode_seeking', 0.0)
+  assert not config_check.is_added_default('mode_seeking', 1.0)
+  assert not config_check.is_added_default('epochs', 15)
 
 
 # ------------------------------------------------------------------------------------ lock

@@ -167,3 +167,14 @@ def test_every_arm_differs_from_baseline_only_where_it_says():
   assert jobs['balanced'][0].data.balance == augmented.synthetic_ratio and not base.balance
   assert jobs['cas'][0].data.synthetic_ratio == 1.0
   assert len({job.steps_per_epoch for job, _ in jobs.values()}) == 1   # equal steps
+
+
+def test_a_field_added_since_a_cell_finished_differs_only_off_its_old_behaviour():
+  stored = {'config': {'epochs': 3, 'model': {'width': 8}}, 'params': {'seed': 0}}
+  now = {'config': {'epochs': 3, 'model': {'width': 8}, 'restore_best': 'val_loss'},
+         'params': {'seed': 0}}
+  assert study._differences(stored, now) == []   # pylint: disable=protected-access
+  now['config']['restore_best'] = 'none'
+  now['config']['model']['width'] = 16
+  assert study._differences(stored, now) == [    # pylint: disable=protected-access
+      'config.model.width', 'config.restore_best (new)']

@@ -150,6 +150,19 @@ def test_train_and_evaluate_end_to_end(tiny_data_dir, tmp_path):
   assert saved['train_steps'] == 2 * saved['steps_per_epoch']
 
 
+def test_restore_best_none_keeps_the_last_epoch(tiny_data_dir, tmp_path):
+  config = tiny_config(epochs=2, restore_best='none', **{'data.data_dir': tiny_data_dir})
+  workdir = str(tmp_path / 'run')
+  final = train.train_and_evaluate(config, workdir)
+  history = json.load(open(os.path.join(workdir, 'history.json')))
+  assert 'best_epoch' not in final
+  assert final['val_loss'] == history[-1]['val_loss'] and final['epoch'] == 2
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints', 'best'))
+  images = np.random.default_rng(0).uniform(-1, 1, (3, SIZE, SIZE, 1)).astype(np.float32)
+  np.testing.assert_array_equal(inference.load_classifier(workdir).probs(images),
+                                inference.load_classifier(workdir, 'latest').probs(images))
+
+
 KILL_RUN = """
 import sys
 from braingan import train

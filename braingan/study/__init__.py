@@ -37,6 +37,8 @@ def _differences(stored: dict, now: dict) -> list[str]:
   """Dotted names of the fields that differ between two settings dicts."""
   from braingan import config_check  # pylint: disable=import-outside-toplevel
   a, b = config_check.flatten(stored), config_check.flatten(now)
+  a.update({k: v for k, v in b.items()
+            if k not in a and config_check.is_added_default(k.removeprefix('config.'), v)})
   return [k if (k in a) == (k in b) else f'{k} ({"new" if k not in a else "removed"})'
           for k in sorted(set(a) | set(b)) if (k in a) != (k in b) or a[k] != b[k]]
 
@@ -80,7 +82,7 @@ def cells(config, workdir: str) -> list[plan_lib.Cell]:
 
 
 def evaluate_classifier(run_dir: str, workdir: str, test_dir: str) -> dict:
-  """The best checkpoint's predictions on the test split (and the external folder)."""
+  """The kept checkpoint's predictions on the test split (and the external folder)."""
   from braingan import inference  # pylint: disable=import-outside-toplevel
   from braingan.eval import inputs  # pylint: disable=import-outside-toplevel
   from braingan.study import external  # pylint: disable=import-outside-toplevel
@@ -94,8 +96,9 @@ def evaluate_classifier(run_dir: str, workdir: str, test_dir: str) -> dict:
     out.update(external_probs=inputs.batched(model.probs, images, 64), external_labels=labels)
   np.savez_compressed(os.path.join(run_dir, 'predictions.npz'), **out)
   final = files.read_json(os.path.join(run_dir, 'final_metrics.json'))
-  return {k: final[k] for k in ('train_steps', 'best_step', 'best_epoch', 'val_accuracy',
-                                'val_loss')}
+  # best_* when the run restored its best epoch, else `epoch` (the last, restore_best='none').
+  return {k: final[k] for k in ('train_steps', 'best_step', 'best_epoch', 'epoch',
+                                'val_accuracy', 'val_loss') if k in final}
 
 
 def _run(cell: plan_lib.Cell, config, workdir: str) -> Any:

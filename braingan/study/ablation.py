@@ -5,7 +5,8 @@
 Cells (the study's machinery, braingan/study/__init__.py): the data and a judge as in the
 study, then per variant (config.variants: a name -> a GAN config) `gan/<v>`, `generate/<v>`,
 `gan_eval/<v>` (judge metrics) and `clf/cas_<v>` (a classifier trained on that GAN's images
-only, CAS), plus `clf/real` (the same classifier and budget on the real training split) and
+only, CAS), plus `clf/real` (the same classifier and budget on the real training split; both
+keep their last epoch) and
 the `ablation` cell's report (<workdir>/ablation/report.md; not `report`, so a study and the
 ablation can share one workdir, its data, judge and real-trained classifier): class agreement overall and per class with intervals, CAS and its ratio to the
 real-trained classifier, FID / KID overall and per class, memorisation, wall time, images/s and
@@ -35,6 +36,11 @@ def cells(config, workdir: str) -> list[plan_lib.Cell]:
     reals[seed], _ = plan_lib.classifier_config(config, workdir, arm='baseline', fraction=1.0,
                                                 seed=seed, transfer='scratch',
                                                 steps_per_epoch=steps, per_real=1.0)
+    # CAS trains on generated images only: choosing its epoch by loss on real validation
+    # images would let real images in, and picks the wrong epoch (an over-confident
+    # synthetic-trained classifier has its lowest real validation loss after epoch 1-2,
+    # while its accuracy still rises). Its real-trained reference follows the same rule.
+    reals[seed].restore_best = 'none'
     out.append(plan_lib.Cell(_seeded('clf/real', seed), 'classifier', ('data',), reals[seed],
                              {'arm': 'baseline', 'fraction': 1.0, 'seed': seed,
                               'per_real': 1.0, 'transfer': 'scratch'}))
@@ -135,7 +141,8 @@ def write_report(config, workdir: str) -> dict:
            f'(the CAS reference, same architecture and steps): test accuracy '
            f'{"n/a" if real is None else f"{100 * real:.1f} %"} (mean of seeds '
            + ' / '.join(f'{100 * v:.1f}' for v in real_seeds) + '; CAS is the mean over the '
-           'same classifier seeds). Chance agreement is 25 %. '
+           'same classifier seeds; both keep their last epoch, no selection on real '
+           'validation images). Chance agreement is 25 %. '
            'FID/KID are in the judge\'s feature space on equal-size sets.', '',
            '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']

@@ -87,6 +87,8 @@ class ClassifierRecipe(Recipe):
   def __init__(self, config, data):
     super().__init__(config, data)
     self.model = models.build(config)
+    if config.restore_best == 'none':
+      self.best_metric = None       # the last epoch's weights are the result
     self.prefixes = frozen_prefixes(config)
     counts = data.class_counts('train') if data is not None else {c: 1 for c in range(4)}
     self.class_weights = jnp.asarray(class_weight_vector(config, counts))
