@@ -80,8 +80,12 @@ def test_fast_and_plain_models_agree():
     (_, out_f), grad_f = grad_of(fast_g)(gv)
     (_, out_p), grad_p = grad_of(plain_g)(plain_gv)
     np.testing.assert_allclose(out_f, out_p, atol=1e-5)
+    # Float error scales with the model's gradients, not a leaf's own: the bias of a conv that
+    # BatchNorm follows has a true gradient of 0, so both sides hold rounding noise (~1e-4
+    # against gradients of ~400 on an AMD EPYC), which a per-leaf tolerance failed on.
+    scale = max(float(jnp.abs(b).max()) for b in jax.tree.leaves(grad_p))
     for a, b in zip(jax.tree.leaves(grad_f), jax.tree.leaves(grad_p)):
-      np.testing.assert_allclose(a, b, atol=1e-4 * max(1.0, float(jnp.abs(b).max())), rtol=1e-4)
+      np.testing.assert_allclose(a, b, atol=1e-5 * scale, rtol=1e-4)
 
     dv = fast_d.init(jax.random.key(3), out_f, labels)
     np.testing.assert_allclose(fast_d.apply(dv, out_f, labels, train=False)[0],
