@@ -17,6 +17,7 @@ import numpy as np
 
 from braingan import artifact
 from braingan import models
+from braingan.data import NUM_CLASSES
 from braingan.models import cdcgan
 
 
@@ -128,4 +129,8 @@ def load_generator(workdir: str, step: int | None = None, use_ema: bool = True) 
   train_step = int(variables.pop('step'))
   if ema:
     variables['params'] = restored['ema_params']
+  if ema and config.model.layer_mode == 'training':   # statistics of the EMA weights' own
+    cond = jnp.float32(cdcgan.condition_scale(config.transition_steps, train_step))
+    variables = jax.jit(lambda v: cdcgan.standing_batch_stats(
+        generator, v, config.model.latent_dim, NUM_CLASSES, cond))(variables)
   return Generator(config, generator, variables, train_step, reader.meta(step))

@@ -173,6 +173,34 @@ def test_ema_update_matches_its_formula_and_transition_scale():
   assert float(gan.condition_scale(config, 500)) == 1.0
 
 
+def test_ema_sampling_recomputes_batchnorm_statistics():
+  """EMA weights sample with BatchNorm statistics of their own, not the raw generator's."""
+  config = tiny_config(**{'ema.decay': 0.9, 'model.layer_mode': 'training'})
+  trainer = trainer_for(config)
+  recipe, state = trainer.recipe, trainer.initial_state()
+  raw = state.generator
+  # An EMA far from the raw weights: the pre-BatchNorm activations change scale.
+  ema = jax.tree.map(lambda p: 3.0 * p, raw.params)
+  variables = recipe.inference_variables(state.replace(ema_params=ema))
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(variables['params']),
+                                                  jax.tree.leaves(ema)))
+  z = cdcgan.latents(5, np.arange(256), config.model.latent_dim)
+  y = jnp.arange(256) % 4
+  g = recipe.generator
+  with_batch_stats, _ = g.apply(variables, z, y, train=True, mutable=['batch_stats'])
+  standing = g.apply(variables, z, y, train=False)
+  stale = g.apply({'params': ema, 'batch_stats': raw.batch_stats}, z, y, train=False)
+  error = float(jnp.abs(standing - with_batch_stats).mean())
+  assert error < 0.02 and float(jnp.abs(stale - with_batch_stats).mean()) > 5 * error
+  # Without an EMA the raw generator's own variables are used unchanged.
+  plain = recipe.inference_variables(state, use_ema=False)
+  assert plain['batch_stats'] is raw.batch_stats and plain['params'] is raw.params
+  # GANForge's BatchNorm never used batch statistics (layer_mode 'inference'): kept as trained.
+  config.model.layer_mode = 'inference'
+  kept = gan.GANRecipe(config).inference_variables(state.replace(ema_params=ema))
+  assert kept['batch_stats'] is raw.batch_stats and kept['params'] is ema
+
+
 @pytest.mark.parametrize('overrides', [
     {'model.d_conditioning': 'projection', 'model.g_conditioning': 'cbn', 'loss': 'hinge',
      'model.spectral_norm': 'd', 'model.d_norm': 'none', 'ema.decay': 0.99,

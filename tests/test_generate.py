@@ -4,10 +4,12 @@ import os
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from braingan import generate
 from braingan import images as images_lib
+from braingan import inference
 from braingan.data import CLASSES
 from braingan.run_dir import RunDir
 from braingan.train import gan
@@ -86,8 +88,9 @@ def test_rerun_with_fewer_images_leaves_exactly_those(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ['gen', 'run']   # no partial or old folder left
 
 
-def test_generation_uses_ema_weights_when_kept(tmp_path):
-  config = tiny_config(**{'ema.decay': 0.999})
+@pytest.mark.parametrize('layer_mode', ['inference', 'training'])
+def test_generation_uses_ema_weights_when_kept(tmp_path, layer_mode):
+  config = tiny_config(**{'ema.decay': 0.999, 'model.layer_mode': layer_mode})
   workdir = str(tmp_path / 'run')
   recipe = gan.GANRecipe(config)
   state = recipe.init_state()
@@ -103,3 +106,10 @@ def test_generation_uses_ema_weights_when_kept(tmp_path):
   assert np.all(gray == 128)
   other = np.asarray(Image.open(tmp_path / 'plain' / 'glioma' / 'glioma_00000.png'))
   assert not np.all(other == 128)
+  # BatchNorm statistics: recomputed for the EMA weights (all-zero activations: variance 0)
+  # when BatchNorm trained on batch statistics, else the checkpoint's (initial variance 1).
+  stats = inference.load_generator(workdir).variables['batch_stats']
+  variances = [v for path, v in jax.tree_util.tree_leaves_with_path(stats)
+               if 'var' in jax.tree_util.keystr(path)]
+  assert variances and all(np.all(v == (0.0 if layer_mode == 'training' else 1.0))
+                           for v in variances)

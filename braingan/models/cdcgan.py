@@ -166,6 +166,33 @@ def latents(seed: int, indices: Any, latent_dim: int) -> jax.Array:
       jnp.asarray(indices))
 
 
+def standing_batch_stats(generator: nn.Module, variables: dict, latent_dim: int,
+                         num_classes: int, cond_scale: Any = 1.0, batches: int = 64,
+                         batch_size: int = 64) -> dict:
+  """BatchNorm running statistics recomputed for variables['params'] (BigGAN's "standing
+  statistics"); variables unchanged when the generator has no BatchNorm.
+
+  Why: an EMA of G's weights is another network than the raw G whose running statistics the
+  state holds, and sampling (train=False) with the raw G's statistics mis-normalises every
+  layer (the compact preset with an EMA: class agreement 25 %, FID 687 after 1,000 steps).
+  The statistics are the average over `batches` batches of fixed noise and balanced labels of
+  each batch's own (a momentum of 0 per batch, then the mean: PyTorch's momentum=None).
+  Spectral-norm vectors are left as they are. Jit it."""
+  if not variables.get('batch_stats'):
+    return variables
+  one_batch_stats = generator.clone(bn_momentum=0.0)
+  labels = jnp.arange(batch_size) % num_classes
+
+  def one_batch(_, i):
+    z = latents(0x57a7, i * batch_size + jnp.arange(batch_size), latent_dim)
+    _, new = one_batch_stats.apply(variables, z, labels, train=True, cond_scale=cond_scale,
+                                   update_stats=False, mutable=['batch_stats'])
+    return None, new['batch_stats']
+
+  _, per_batch = jax.lax.scan(one_batch, None, jnp.arange(batches))
+  return {**variables, 'batch_stats': jax.tree.map(lambda x: x.mean(axis=0), per_batch)}
+
+
 def condition_scale(transition_steps: int, step: Any) -> Any:
   """Transitional conditioning (config.transition_steps): the label's weight at `step`, rising
   linearly from 0 to 1 over transition_steps; 1 when off."""
