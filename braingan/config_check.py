@@ -24,7 +24,7 @@ BUDGET = ('epochs', 'keep_checkpoints', 'checkpoint_every', 'log_every_seconds',
 # Fields added after runs were recorded, with the value that does what runs without the field
 # did: a stored config lacking one compares as holding that value (resume, study cells), so
 # adding an option does not orphan every finished run. Any other value is a difference.
-ADDED_FIELDS = {'mode_seeking': 0.0, 'restore_best': 'val_loss'}
+ADDED_FIELDS = {'mode_seeking': 0.0, 'restore_best': 'val_loss', 'lr_decay_after_epoch': 0}
 
 
 def is_added_default(key: str, value: Any) -> bool:
@@ -116,6 +116,7 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ('optimizer.d_learning_rate', _non_negative, 'must be >= 0 (0 = optimizer.learning_rate)'),
     ('aux_weight', _non_negative, 'must be >= 0'),
     ('mode_seeking', _non_negative, 'must be >= 0'),
+    ('lr_decay_after_epoch', _non_negative, 'must be >= 0 (0 = constant learning rates)'),
     ('diffaug.probability', lambda x: 0.0 <= x <= 1.0, 'must be in [0, 1]'),
     ('diffaug.ada_target', lambda x: 0.0 <= x < 1.0, 'must be in [0, 1) (0 = off)'),
     ('diffaug.ada_kimg', _positive, 'must be > 0'),

@@ -61,6 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Mode seeking (MSGAN, Mao et al. 2019): weight of 1 / (|G(z1,y) - G(z2,y)| / |z1 - z2|) in G's
   # loss, over pairs of the batch given the same label; 0 = off (GANForge).
   config.mode_seeking = 0.0
+  # Both learning rates decay linearly over the epochs after this one (the last epoch trains at
+  # 1 / (epochs - it + 1) of them; braingan/train/hooks.py LinearDecay); 0 = constant (GANForge).
+  config.lr_decay_after_epoch = 0
   # Differentiable augmentation of real and fake images before D (braingan/train/augment.py).
   config.diffaug = ml_collections.ConfigDict()
   config.diffaug.policy = ''    # comma list of translation, cutout, brightness, contrast, flip

@@ -173,6 +173,30 @@ def test_ema_update_matches_its_formula_and_transition_scale():
   assert float(gan.condition_scale(config, 500)) == 1.0
 
 
+def test_linear_learning_rate_decay_over_the_last_epochs():
+  assert gan.GANRecipe(tiny_config()).hooks() == []          # GANForge: constant rates
+  config = tiny_config(**{'epochs': 5, 'lr_decay_after_epoch': 2,
+                          'optimizer.d_learning_rate': 4e-4})
+  recipe = gan.GANRecipe(config)
+  (hook,) = recipe.hooks()
+
+  def rates_by_epoch(hook, first_epoch, hparams):
+    """The loop's protocol: train epoch n with hparams, then update(record of n)."""
+    out = {}
+    for n in range(first_epoch, 6):
+      out[n] = dict(hparams)
+      assert hook.update({'epoch': n, **hparams}, hparams) is False
+    return out
+
+  rates = rates_by_epoch(hook, 1, recipe.hparams())
+  for n, fraction in {1: 1.0, 2: 1.0, 3: 3 / 4, 4: 2 / 4, 5: 1 / 4}.items():
+    assert rates[n]['learning_rate'] == pytest.approx(2e-4 * fraction)
+    assert rates[n]['d_learning_rate'] == pytest.approx(4e-4 * fraction)
+  # Resumed after epoch 3 with the stored rates and a fresh hook: the same schedule.
+  (fresh,) = recipe.hooks()
+  assert rates_by_epoch(fresh, 4, dict(rates[4])) == {4: rates[4], 5: rates[5]}
+
+
 def test_ema_sampling_recomputes_batchnorm_statistics():
   """EMA weights sample with BatchNorm statistics of their own, not the raw generator's."""
   config = tiny_config(**{'ema.decay': 0.9, 'model.layer_mode': 'training'})

@@ -45,6 +45,7 @@ INVALID = [
     ('gan', 'model.layer_mode', 'eval', 'config.model.layer_mode'),
     ('gan', 'data.augment', True, 'config.data.augment'),      # a classifier-only option
     ('gan', 'ema.decay', 1.0, 'config.ema.decay'),
+    ('gan', 'lr_decay_after_epoch', -1, 'config.lr_decay_after_epoch=-1'),
     ('gan', 'diffaug.ada_target', 0.6, 'config.diffaug.policy'),
 ]
 
@@ -103,6 +104,7 @@ def test_a_field_added_since_the_run_compares_as_its_old_behaviour(tmp_path):
       "config.restore_best: run has '<absent>', now 'none'"]
   assert config_check.is_added_default('config.mode_seeking', 0.0)
   assert not config_check.is_added_default('mode_seeking', 1.0)
+  assert config_check.is_added_default('lr_decay_after_epoch', 0)
   assert not config_check.is_added_default('epochs', 15)
 
 

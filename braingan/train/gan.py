@@ -41,6 +41,7 @@ from braingan.runtime import compile_cache
 from braingan.runtime import distributed
 from braingan.runtime import parallel
 from braingan.train import augment as augment_lib
+from braingan.train import hooks
 from braingan.train import losses
 from braingan.train import optim
 from braingan.train.recipe import Recipe
@@ -150,6 +151,12 @@ class GANRecipe(Recipe):
     opt = self.config.optimizer
     return {'learning_rate': opt.learning_rate,
             'd_learning_rate': opt.d_learning_rate or opt.learning_rate}
+
+  def hooks(self) -> list:
+    start = self.config.lr_decay_after_epoch
+    if not start or start >= self.config.epochs:
+      return []
+    return [hooks.LinearDecay(self.hparams(), start, self.config.epochs)]
 
   def inference_variables(self, state: GANState, use_ema: bool = True) -> dict:
     """The generator's variables for sampling: its EMA weights when the run keeps them, with
