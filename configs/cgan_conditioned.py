@@ -47,5 +47,7 @@ def get_config():
   config.diffaug.probability = 0.0      # ADA's start
   config.diffaug.ada_target = 0.6
   config.diffaug.ada_kimg = 100
-  config.ema.decay = 0.0                # measured worse than the raw generator at this budget
+  # No EMA: at 5,000 steps an EMA generator (decay 0.999, its own BatchNorm statistics) judged
+  # 72 % / 86 % class agreement at GAN seeds 0 / 1, the raw one 89 % / 73 % (the ablation).
+  config.ema.decay = 0.0
   return config
