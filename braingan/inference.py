@@ -17,7 +17,6 @@ import numpy as np
 
 from braingan import artifact
 from braingan import models
-from braingan.data import NUM_CLASSES
 from braingan.models import cdcgan
 
 
@@ -128,9 +127,6 @@ def load_generator(workdir: str, step: int | None = None, use_ema: bool = True) 
   variables = dict(restored['generator'])
   train_step = int(variables.pop('step'))
   if ema:
-    variables['params'] = restored['ema_params']
-  if ema and config.model.layer_mode == 'training':   # statistics of the EMA weights' own
-    cond = jnp.float32(cdcgan.condition_scale(config.transition_steps, train_step))
-    variables = jax.jit(lambda v: cdcgan.standing_batch_stats(
-        generator, v, config.model.latent_dim, NUM_CLASSES, cond))(variables)
+    variables = cdcgan.ema_sampling_variables(generator, config, restored['ema_params'],
+                                              variables.get('batch_stats', {}), train_step)
   return Generator(config, generator, variables, train_step, reader.meta(step))

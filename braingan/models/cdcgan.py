@@ -11,6 +11,7 @@ Options (configs/cgan.py documents them): where the label enters each net
 The discriminator returns (logits [B], class logits [B, K] or None): GANForge ends in a sigmoid;
 our losses apply it, which is the same function but numerically stable.
 """
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -166,9 +167,21 @@ def latents(seed: int, indices: Any, latent_dim: int) -> jax.Array:
       jnp.asarray(indices))
 
 
+def ema_sampling_variables(generator: nn.Module, config: ml_collections.ConfigDict,
+                           ema_params: Any, batch_stats: Any, step: Any) -> dict:
+  """Variables to sample a GAN run's EMA weights with: BatchNorm statistics recomputed for them
+  when G's BatchNorm trained on batch statistics (layer_mode 'training'), else the stored ones
+  (GANForge's 'inference' mode never used batch statistics)."""
+  variables = {'params': ema_params, 'batch_stats': batch_stats}
+  if config.model.layer_mode != 'training':
+    return variables
+  cond = jnp.float32(condition_scale(config.transition_steps, step))
+  return standing_batch_stats(generator, variables, config.model.latent_dim, cond)
+
+
+@functools.partial(jax.jit, static_argnames=('generator', 'latent_dim', 'batches', 'batch_size'))
 def standing_batch_stats(generator: nn.Module, variables: dict, latent_dim: int,
-                         num_classes: int, cond_scale: Any = 1.0, batches: int = 64,
-                         batch_size: int = 64) -> dict:
+                         cond_scale: Any = 1.0, batches: int = 64, batch_size: int = 64) -> dict:
   """BatchNorm running statistics recomputed for variables['params'] (BigGAN's "standing
   statistics"); variables unchanged when the generator has no BatchNorm.
 
@@ -177,11 +190,11 @@ def standing_batch_stats(generator: nn.Module, variables: dict, latent_dim: int,
   layer (the compact preset with an EMA: class agreement 25 %, FID 687 after 1,000 steps).
   The statistics are the average over `batches` batches of fixed noise and balanced labels of
   each batch's own (a momentum of 0 per batch, then the mean: PyTorch's momentum=None).
-  Spectral-norm vectors are left as they are. Jit it."""
+  Spectral-norm vectors are left as they are."""
   if not variables.get('batch_stats'):
     return variables
   one_batch_stats = generator.clone(bn_momentum=0.0)
-  labels = jnp.arange(batch_size) % num_classes
+  labels = jnp.arange(batch_size) % generator.num_classes
 
   def one_batch(_, i):
     z = latents(0x57a7, i * batch_size + jnp.arange(batch_size), latent_dim)

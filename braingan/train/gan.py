@@ -120,8 +120,6 @@ class GANRecipe(Recipe):
     self.d_mutable = self.layer_mode == 'training' or self.discriminator.spectral_norm
     self.g_mutable = self.layer_mode == 'training' or self.generator.spectral_norm
     self._sampler = jax.jit(self._sample)
-    self._standing_stats = jax.jit(lambda variables, cond: cdcgan.standing_batch_stats(
-        self.generator, variables, self.latent_dim, NUM_CLASSES, cond))
 
   # ------------------------------------------------------------------------------- state
   def init_state(self) -> GANState:
@@ -159,16 +157,13 @@ class GANRecipe(Recipe):
     return [hooks.LinearDecay(self.hparams(), start, self.config.epochs)]
 
   def inference_variables(self, state: GANState, use_ema: bool = True) -> dict:
-    """The generator's variables for sampling: its EMA weights when the run keeps them, with
-    BatchNorm statistics recomputed for them when BatchNorm trained on batch statistics (the
-    state's are the raw generator's)."""
+    """The generator's variables for sampling: its EMA weights when the run keeps them (with
+    BatchNorm statistics of their own, cdcgan.ema_sampling_variables)."""
     g = state.generator
     if not (use_ema and state.ema_params):
       return {'params': g.params, 'batch_stats': g.batch_stats}
-    if self.layer_mode != 'training':   # BatchNorm never used batch statistics: keep them
-      return {'params': state.ema_params, 'batch_stats': g.batch_stats}
-    return self._standing_stats({'params': state.ema_params, 'batch_stats': g.batch_stats},
-                                jnp.float32(condition_scale(self.config, g.step)))
+    return cdcgan.ema_sampling_variables(self.generator, self.config, state.ema_params,
+                                         g.batch_stats, g.step)
 
   # -------------------------------------------------------------------------------- step
   def _apply_d(self, params, stats, images, labels, rng, cond, update):
