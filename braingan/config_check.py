@@ -24,7 +24,23 @@ BUDGET = ('epochs', 'keep_checkpoints', 'checkpoint_every', 'log_every_seconds',
 # Fields added after runs were recorded, with the value that does what runs without the field
 # did: a stored config lacking one compares as holding that value (resume, study cells), so
 # adding an option does not orphan every finished run. Any other value is a difference.
-ADDED_FIELDS = {'mode_seeking': 0.0, 'restore_best': 'val_loss', 'lr_decay_after_epoch': 0}
+ADDED_FIELDS = {'mode_seeking': 0.0, 'restore_best': 'val_loss', 'lr_decay_after_epoch': 0,
+                'select_generator': 'last'}
+
+
+# The metrics of braingan/eval/conditioning.py's `during_training` a GAN run may keep its best
+# generator by (config.select_generator), with the direction that is better.
+SELECTION_MODES = {'cond_agreement': 'max', 'cond_agreement_min_class': 'max', 'cond_fid': 'min'}
+
+
+def selection_mode(select_generator: str) -> str | None:
+  """'max' / 'min' for a metric of SELECTION_MODES, None for 'last'; ValueError otherwise."""
+  if select_generator == 'last':
+    return None
+  if select_generator not in SELECTION_MODES:
+    raise ValueError(f'config.select_generator={select_generator!r} must be one of '
+                     f'{("last", *SELECTION_MODES)}.')
+  return SELECTION_MODES[select_generator]
 
 
 def is_added_default(key: str, value: Any) -> bool:
@@ -157,6 +173,10 @@ def _name_problems(config, family: str) -> list[str]:
     from braingan import models  # pylint: disable=import-outside-toplevel
     from braingan.train import augment, losses  # pylint: disable=import-outside-toplevel
     check(lambda: losses.get(config.loss))
+    check(lambda: selection_mode(config.select_generator))
+    if config.select_generator != 'last' and not config.judge.run_dir:
+      problems.append(f'config.select_generator={config.select_generator!r} needs a judge '
+                      '(config.judge.run_dir) to score the generator while it trains.')
     check(lambda: augment.parse_policy(config.diffaug.policy))
     check(lambda: models.build(config))
     if config.diffaug.ada_target > 0 and not config.diffaug.policy:

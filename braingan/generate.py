@@ -46,7 +46,8 @@ def _replace_dir(partial: str, out_dir: str) -> None:
 
 def generate(workdir: str, out_dir: str, per_class: int, *, seed: int = 0, batch_size: int = 64,
              step: int | None = None, use_ema: bool = True) -> dict[str, Any]:
-  """Restores the generator of `workdir` (latest checkpoint unless `step`) and writes PNGs.
+  """Restores the generator of `workdir` (the run's result unless `step`: the checkpoint that
+  config.select_generator kept, else the latest) and writes PNGs.
 
   `out_dir` '' means <workdir>/generated. With several processes every process calls this and
   writes its share of the batches (the files are the same as with one process); process 0
@@ -120,7 +121,8 @@ if __name__ == '__main__':
   flags.DEFINE_string('out', '', "Output folder; '' -> <workdir>/generated.")
   flags.DEFINE_integer('seed', 0, 'Noise seed.')
   flags.DEFINE_integer('batch_size', 64, 'Images per jitted sampler call.')
-  flags.DEFINE_integer('step', None, 'Checkpoint (epoch) to use; default: the latest.')
+  flags.DEFINE_integer('step', None, 'Checkpoint (epoch) to use; default: the run\'s result '
+                       '(the checkpoint config.select_generator kept, else the latest).')
   flags.DEFINE_bool('no_ema', False, "Use the generator's own weights even if it kept an EMA.")
   cli.define_flags()
   cli.run(main)

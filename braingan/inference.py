@@ -106,8 +106,9 @@ def _generator_shapes(config, modules) -> dict:
 
 
 def load_generator(workdir: str, step: int | None = None, use_ema: bool = True) -> Generator:
-  """The generator of a GAN run at `step` (default: the latest), its EMA weights if it kept
-  them (and use_ema); or of an export (which holds the weights it was exported with)."""
+  """The generator of a GAN run at `step` (default: the run's result: the checkpoint that
+  config.select_generator kept, else the latest), its EMA weights if it kept them (and
+  use_ema); or of an export (which holds the weights it was exported with)."""
   if artifact.is_export(workdir):
     description, config, modules, variables = _from_export(workdir, 'generator',
                                                            _generator_shapes)
@@ -123,10 +124,11 @@ def load_generator(workdir: str, step: int | None = None, use_ema: bool = True) 
   if ema:
     target['ema_params'] = shapes['params']
   reader = run.reader()
-  restored = reader.restore(target, step)
+  best = step is None and config.get('select_generator', 'last') != 'last'
+  restored = reader.restore(target, step, best=best)
   variables = dict(restored['generator'])
   train_step = int(variables.pop('step'))
   if ema:
     variables = cdcgan.ema_sampling_variables(generator, config, restored['ema_params'],
                                               variables.get('batch_stats', {}), train_step)
-  return Generator(config, generator, variables, train_step, reader.meta(step))
+  return Generator(config, generator, variables, train_step, reader.meta(step, best=best))

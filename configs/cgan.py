@@ -84,6 +84,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.judge.run_dir = ''
   config.judge.every_epochs = 5
   config.judge.per_class = 100
+  # Which generator is the run's result: 'last' (the last epoch's; GANForge) or the checkpoint
+  # with the best in-training judge metric: 'cond_agreement', 'cond_agreement_min_class' (highest)
+  # or 'cond_fid' (lowest). Chosen on generated images and the judge's validation features only;
+  # the judge that chose it is biased in its favour, CAS (on real test images) is not.
+  config.select_generator = 'last'
   # The balanced synthetic set written after training (train_gan.py).
   config.generate = ml_collections.ConfigDict()
   config.generate.per_class = 2500

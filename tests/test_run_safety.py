@@ -47,6 +47,8 @@ INVALID = [
     ('gan', 'ema.decay', 1.0, 'config.ema.decay'),
     ('gan', 'lr_decay_after_epoch', -1, 'config.lr_decay_after_epoch=-1'),
     ('gan', 'diffaug.ada_target', 0.6, 'config.diffaug.policy'),
+    ('gan', 'select_generator', 'cond_kid', "config.select_generator='cond_kid'"),
+    ('gan', 'select_generator', 'cond_fid', 'config.judge.run_dir'),   # nothing to select by
 ]
 
 

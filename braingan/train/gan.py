@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from braingan import config_check
 from braingan import images as images_lib
 from braingan import models
 from braingan.models import cdcgan
@@ -120,6 +121,11 @@ class GANRecipe(Recipe):
     self.d_mutable = self.layer_mode == 'training' or self.discriminator.spectral_norm
     self.g_mutable = self.layer_mode == 'training' or self.generator.spectral_norm
     self._sampler = jax.jit(self._sample)
+    # config.select_generator: the loop keeps the best-scoring checkpoint apart and makes it the
+    # result (readers load it: inference.load_generator).
+    mode = config_check.selection_mode(config.get('select_generator', 'last'))
+    if mode is not None:
+      self.best_metric, self.best_mode = config.select_generator, mode
 
   # ------------------------------------------------------------------------------- state
   def init_state(self) -> GANState:

@@ -204,8 +204,10 @@ def fit(recipe, run) -> dict[str, Any]:
     if recipe.best_metric is not None:
       best_meta = ckpt.restore_best_meta()
       state = ckpt.restore_best(state)   # EarlyStopping(restore_best_weights=True)
-      final = {'best_epoch': best_meta['epoch'], 'best_step': best_meta['step'],
-               **trainer.evaluate(state),
+      # Re-evaluated when the recipe has an eval step; else the best epoch's own record.
+      scores = (trainer.evaluate(state) if trainer.eval_step is not None
+                else next(dict(r) for r in history if r['epoch'] == best_meta['epoch']))
+      final = {**scores, 'best_epoch': best_meta['epoch'], 'best_step': best_meta['step'],
                **{k: final[k] for k in ('train_steps', 'epochs_run', 'steps_per_epoch',
                                         'stopped_early', 'train_seconds_this_run')}}
   finally:
