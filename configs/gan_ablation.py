@@ -14,7 +14,10 @@ Variants, each a full GAN config (braingan/study/ablation.py trains, samples and
   recommended_ms           + mode seeking in G's loss (MSGAN; config.mode_seeking)
   recommended_ema(_seed1)  + an EMA of G's weights (decay 0.999), GAN seeds 0 and 1
   recommended_decay(_seed1) + learning rates decaying linearly over epochs 26-50, seeds 0 and 1
-The GANForge-architecture variants get the same number of steps as the reference (1,000: what
+  recommended_select(_seed1), recommended_ema_select(_seed1)
+                           the preset (and + EMA) keeping its best judge-checked generator
+Every variant's images are also judged by a second judge (audit_judge_seed) that no GAN saw
+while training. The GANForge-architecture variants get the same number of steps as the reference (1,000: what
 the old reduced study gave it); the recommended preset its study budget (5,000 steps, in less
 wall time: its step is ~10x cheaper). Data, judge, CAS classifier and evaluation settings are
 configs/study_reduced.py's.
@@ -67,7 +70,16 @@ def get_config():
   for name, changes in (('ema', EMA), ('decay', {'lr_decay_after_epoch': 25})):
     v[f'recommended_{name}'] = _variant(v.recommended, changes)
     v[f'recommended_{name}_seed1'] = _variant(v.recommended, {**changes, 'seed': 1})
+  # The preset, raw and with EMA, keeping the generator whose worst class the judge agreed with
+  # most at checks every 5 epochs (config.select_generator), instead of the last one.
+  select = {'select_generator': 'cond_agreement_min_class', 'judge.every_epochs': 5}
+  for name, changes in (('select', select), ('ema_select', {**EMA, **select})):
+    v[f'recommended_{name}'] = _variant(v.recommended, changes)
+    v[f'recommended_{name}_seed1'] = _variant(v.recommended, {**changes, 'seed': 1})
   config.variants = v
+  # A second judge (same architecture and data, this seed; -1: none) scores every variant's
+  # images without ever having chosen a generator (config.select_generator uses the first).
+  config.audit_judge_seed = 1001
   # Classifier seeds of CAS and of its real-trained reference (the ratio is mean over mean).
   config.cas_seeds = (0, 1, 2)
   return config

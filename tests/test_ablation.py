@@ -50,10 +50,47 @@ def test_tiny_ablation_writes_the_table(tmp_path):
   assert 0.0 <= v['agreement']['point'] <= 1.0 and len(v['cas_per_seed']) == 2
   assert v['cas'] == pytest.approx(sum(v['cas_per_seed']) / 2)
   assert {'clf/real_s1', 'clf/cas_recommended_s1'} <= set(names)
-  assert v['train_steps'] == 2
+  assert v['train_steps'] == 2 and v['kept_epoch'] is None   # the last generator
+  # The second judge: its own run (another seed), scoring the same images.
+  assert {'judge_audit', 'audit/recommended'} <= set(names)
+  audit = json.load(open(os.path.join(workdir, 'audit', 'recommended', 'audit.json')))
+  assert audit['judge_run'].endswith('judge_audit')
+  assert v['agreement_2nd_judge']['overall'] == audit['agreement']['overall']
+  assert 0.0 <= v['agreement_2nd_judge']['lowest_class'] <= 1.0
+  assert 'Second judge (seed 1001' in report
   # A variant added later (a cluster job not run yet): the report alone reruns and marks it,
   # and the finished cells are not looked at again (GANForge's cells never ran here).
   study.run_cells(_tiny_ablation(('recommended', 'ganforge')), workdir, ablation.cells,
                   ('ablation',))
   report = open(os.path.join(workdir, 'ablation', 'report.md')).read()
   assert '| ganforge | missing |' in report and '| recommended |' in report
+
+
+@pytest.mark.slow
+def test_select_generator_keeps_the_best_judged_checkpoint(tmp_path, monkeypatch):
+  """config.select_generator: the run's result (final metrics, what generation loads) is the
+  epoch whose in-training judge metric was best, not the last."""
+  from braingan import inference  # pylint: disable=import-outside-toplevel
+  from braingan import config_check  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path / 'ablation')
+  config = _tiny_ablation(('recommended_select',))
+  v = config.variants.recommended_select
+  v.epochs, v.judge.every_epochs = 4, 1
+  assert v.select_generator == 'cond_agreement_min_class'
+  # At this size every agreement is 0 and FID falls every epoch: keeping the HIGHEST FID makes
+  # the kept epoch differ from the last one (epoch 3 of 4 here), so loading 'the latest' fails.
+  v.select_generator = 'cond_fid'
+  monkeypatch.setitem(config_check.SELECTION_MODES, 'cond_fid', 'max')
+  study.run_cells(config, workdir, ablation.cells, ('data', 'judge', 'gan/recommended_select'))
+  run = os.path.join(workdir, 'gan', 'recommended_select')
+  history = json.load(open(os.path.join(run, 'history.json')))
+  scores = [r['cond_fid'] for r in history]
+  assert len(scores) == 4 and set(config_check.SELECTION_MODES) <= set(history[0])
+  best_epoch = 1 + scores.index(max(scores))
+  final = json.load(open(os.path.join(run, 'final_metrics.json')))
+  assert final['best_epoch'] == best_epoch and final['train_steps'] == 4 * v.steps_per_epoch
+  assert final['cond_fid'] == max(scores)
+  assert final['best_step'] == best_epoch * v.steps_per_epoch
+  generator = inference.load_generator(run)
+  assert generator.step == best_epoch * v.steps_per_epoch
+  assert inference.load_generator(run, step=4).step == 4 * v.steps_per_epoch

@@ -120,6 +120,8 @@ def _run(cell: plan_lib.Cell, config, workdir: str) -> Any:
     return generate.generate(gan_dir, out, cell.params['per_class'], seed=cell.params['seed'])
   if cell.kind == 'gan_eval':
     return gan_eval.run(config, workdir, cell)
+  if cell.kind == 'audit':
+    return gan_eval.audit(config, workdir, cell)
   if cell.kind == 'report':
     return report.write(config, workdir, cells(config, workdir))
   if cell.kind == 'ablation_report':

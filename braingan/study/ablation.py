@@ -5,7 +5,8 @@
 Cells (the study's machinery, braingan/study/__init__.py): the data and a judge as in the
 study, then per variant (config.variants: a name -> a GAN config) `gan/<v>`, `generate/<v>`,
 `gan_eval/<v>` (judge metrics) and `clf/cas_<v>` (a classifier trained on that GAN's images
-only, CAS), plus `clf/real` (the same classifier and budget on the real training split; both
+only, CAS), `audit/<v>` (agreement under a second judge, `judge_audit`, another seed, when
+config.audit_judge_seed >= 0: it never chose a generator), plus `clf/real` (the same classifier and budget on the real training split; both
 keep their last epoch) and
 the `ablation` cell's report (<workdir>/ablation/report.md; not `report`, so a study and the
 ablation can share one workdir, its data, judge and real-trained classifier): class agreement overall and per class with intervals, CAS and its ratio to the
@@ -31,6 +32,11 @@ def cells(config, workdir: str) -> list[plan_lib.Cell]:
   judge.epochs = config.judge_epochs
   judge.model.pretrained, judge.model.freeze = plan_lib.TRANSFER['scratch']
   out = [plan_lib.data_cell(config), plan_lib.Cell('judge', 'judge', ('data',), judge)]
+  audit = config.get('audit_judge_seed', -1) >= 0
+  if audit:   # a second judge, never used while training: agreement free of selection bias
+    second = ml_collections.ConfigDict(judge.to_dict())
+    second.seed = config.audit_judge_seed
+    out.append(plan_lib.Cell('judge_audit', 'judge', ('data',), second))
   reals = {}
   for seed in config.cas_seeds:
     reals[seed], _ = plan_lib.classifier_config(config, workdir, arm='baseline', fraction=1.0,
@@ -53,6 +59,9 @@ def cells(config, workdir: str) -> list[plan_lib.Cell]:
                           params={'per_class': config.synthetic_per_class, 'seed': config.seed}),
             plan_lib.Cell(f'gan_eval/{name}', 'gan_eval', (f'generate/{name}', 'judge'),
                           params={'per_class': config.evaluate.gan_per_class})]
+    if audit:
+      out.append(plan_lib.Cell(f'audit/{name}', 'audit', (f'generate/{name}', 'judge_audit'),
+                               params={'per_class': config.evaluate.gan_per_class}))
     for seed in config.cas_seeds:
       cas = ml_collections.ConfigDict(reals[seed].to_dict())
       cas.data.synthetic_dir = os.path.abspath(plan_lib.cell_dir(workdir, f'generate/{name}'))
@@ -98,6 +107,28 @@ def _cas_text(cas: float | None, seeds: list[float], real: float | None) -> str:
   return f'{100 * cas:.1f} ({ratio}seeds ' + ' / '.join(f'{100 * v:.1f}' for v in seeds) + ')'
 
 
+def _kept(final: dict) -> str:
+  """', kept epoch N' when the run's result is a selected checkpoint, not the last."""
+  return f', kept epoch {final["best_epoch"]}' if 'best_epoch' in final else ''
+
+
+def _audit(workdir: str, name: str) -> tuple[dict | None, str]:
+  """The second judge's agreement on a variant's images (audit cell), and its table text."""
+  path = os.path.join(plan_lib.cell_dir(workdir, f'audit/{name}'), 'audit.json')
+  if not os.path.exists(path):
+    return None, 'n/a'
+  agree = files.read_json(path)['agreement']
+  overall, lowest = agree['overall'], min(v['point'] for v in agree['per_class'].values())
+  return ({'overall': overall, 'lowest_class': lowest},
+          f'{100 * overall["point"]:.1f} [{100 * overall["low"]:.0f}, '
+          f'{100 * overall["high"]:.0f}], lowest class {100 * lowest:.0f}')
+
+
+HEADER = ['variant', 'class agreement % [95% CI]', 'per class % (gli/men/no/pit)',
+          'agreement / judge', 'agreement, 2nd judge %', 'CAS test acc % (x real)', 'FID',
+          'KID', 'intra-class FID (gli/men/no/pit)', 'GAN training', 'images/s']
+
+
 def write_report(config, workdir: str) -> dict:
   out = plan_lib.cell_dir(workdir, 'ablation')
   real, real_seeds = _mean_accuracy(config, workdir, 'clf/real')
@@ -106,7 +137,7 @@ def write_report(config, workdir: str) -> dict:
   for name in config.variants:
     path = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'conditioning.json')
     if not os.path.exists(path):
-      rows.append([name] + ['missing'] + [''] * 8)
+      rows.append([name, 'missing'] + [''] * (len(HEADER) - 2))
       continue
     m = files.read_json(path)
     agree = m['agreement']
@@ -115,26 +146,32 @@ def write_report(config, workdir: str) -> dict:
                                          'final_metrics.json'))
     batch = config.variants[name].batch_size
     per_class = {c: v['point'] for c, v in agree['per_class'].items()}
+    audit, audit_text = _audit(workdir, name)
     summary['variants'][name] = {'agreement': agree['overall'], 'per_class': per_class,
                                  'agreement_over_judge': m['agreement_over_judge'], 'cas': cas,
-                                 'cas_per_seed': cas_seeds,
+                                 'cas_per_seed': cas_seeds, 'agreement_2nd_judge': audit,
                                  'fid': m['fid'], 'kid': m['kid']['mean'],
                                  'train_steps': final.get('train_steps'),
+                                 'kept_epoch': final.get('best_epoch'),
                                  'gan_seconds': _cell_seconds(workdir, f'gan/{name}')}
     rows.append([
         name, f'{100 * agree["overall"]["point"]:.1f} [{100 * agree["overall"]["low"]:.0f}, '
         f'{100 * agree["overall"]["high"]:.0f}]',
         ' / '.join(f'{100 * v:.0f}' for v in per_class.values()),
-        f'{m["agreement_over_judge"]:.2f}',
+        f'{m["agreement_over_judge"]:.2f}', audit_text,
         _cas_text(cas, cas_seeds, real),
         f'{m["fid"]:.1f}', f'{m["kid"]["mean"]:.4f}',
         ' / '.join(f'{v["fid"]:.0f}' for v in m['per_class'].values() if v.get('fid')),
-        f'{final.get("train_steps")} steps, {summary["variants"][name]["gan_seconds"]:.0f} s',
+        f'{final.get("train_steps")} steps{_kept(final)}, '
+        f'{summary["variants"][name]["gan_seconds"]:.0f} s',
         f'{final.get("steps_per_s", 0) * batch:.1f}'])
-  header = ['variant', 'class agreement % [95% CI]', 'per class % (gli/men/no/pit)',
-            'agreement / judge', 'CAS test acc % (x real)', 'FID', 'KID',
-            'intra-class FID (gli/men/no/pit)', 'GAN training', 'images/s']
   judge = os.path.join(plan_lib.cell_dir(workdir, 'judge'), 'final_metrics.json')
+  second = os.path.join(plan_lib.cell_dir(workdir, 'judge_audit'), 'final_metrics.json')
+  second_text = (f' Second judge (seed {config.audit_judge_seed}, same architecture and data, '
+                 f'validation accuracy {100 * files.read_json(second)["val_accuracy"]:.1f} %): '
+                 'never used while training, so its agreement is free of the bias of a '
+                 'generator kept for its score under the first (select_generator).'
+                 if os.path.exists(second) else '')
   lines = ['# GAN ablation: which ingredient makes the images carry their class?', '',
            f'Judge: its own classifier run (seed {config.judge_seed}), validation accuracy '
            f'{100 * files.read_json(judge)["val_accuracy"]:.1f} %. Real-trained classifier '
@@ -143,8 +180,8 @@ def write_report(config, workdir: str) -> dict:
            + ' / '.join(f'{100 * v:.1f}' for v in real_seeds) + '; CAS is the mean over the '
            'same classifier seeds; both keep their last epoch, no selection on real '
            'validation images). Chance agreement is 25 %. '
-           'FID/KID are in the judge\'s feature space on equal-size sets.', '',
-           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+           'FID/KID are in the judge\'s feature space on equal-size sets.' + second_text, '',
+           '| ' + ' | '.join(HEADER) + ' |', '|' + '---|' * len(HEADER)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']
   for name in config.variants:
     grid = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'samples.png')

@@ -19,15 +19,35 @@ from braingan.eval import plots
 from braingan.study import plan as plan_lib
 
 
-def run(config, workdir: str, cell: plan_lib.Cell) -> dict:
-  out = plan_lib.cell_dir(workdir, cell.name)
-  judge = conditioning.load_judge(os.path.abspath(plan_lib.cell_dir(workdir, 'judge')))
+def _judge_and_images(workdir: str, cell: plan_lib.Cell, judge_cell: str):
+  """The judge of `judge_cell` and the first params['per_class'] images per class of the
+  generated pool the cell needs (needs[0]), with their intended labels."""
+  judge = conditioning.load_judge(os.path.abspath(plan_lib.cell_dir(workdir, judge_cell)))
   pool = inputs.from_folder(plan_lib.cell_dir(workdir, cell.needs[0]),
                             judge.model.config.data)
   per_class = cell.params['per_class']
   keep = np.concatenate([np.nonzero(pool.labels == k)[0][:per_class]
                          for k in range(len(CLASSES))])
-  generated, labels = pool.images[keep], pool.labels[keep]
+  return judge, pool.images[keep], pool.labels[keep]
+
+
+def audit(config, workdir: str, cell: plan_lib.Cell) -> dict:
+  """Class agreement of the same images under a second judge (cell 'judge_audit': same
+  architecture and data, another seed) that no GAN ever saw: a generator kept for its score
+  under the first judge (config.select_generator) is scored without that selection's bias."""
+  judge, generated, labels = _judge_and_images(workdir, cell, 'judge_audit')
+  result = {'judge_run': judge.run_dir, 'judge_val_accuracy': judge.accuracy,
+            'agreement': conditioning.agreement(judge.labels_of(generated), labels,
+                                                n_boot=config.evaluate.n_boot, seed=config.seed)}
+  files.write_json(os.path.join(plan_lib.cell_dir(workdir, cell.name), 'audit.json'), result,
+                   default=float)
+  return {'agreement': result['agreement']['overall']['point'],
+          'judge_val_accuracy': judge.accuracy}
+
+
+def run(config, workdir: str, cell: plan_lib.Cell) -> dict:
+  out = plan_lib.cell_dir(workdir, cell.name)
+  judge, generated, labels = _judge_and_images(workdir, cell, 'judge')
   result = conditioning.score(judge, generated, labels, n_boot=config.evaluate.n_boot,
                               seed=config.seed, kid_subsets=config.evaluate.kid_subsets)
   figures = {'samples': os.path.join(out, 'samples.png'),
