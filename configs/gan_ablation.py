@@ -76,6 +76,11 @@ def get_config():
   for name, changes in (('select', select), ('ema_select', {**EMA, **select})):
     v[f'recommended_{name}'] = _variant(v.recommended, changes)
     v[f'recommended_{name}_seed1'] = _variant(v.recommended, {**changes, 'seed': 1})
+  v.recommended_select_seed2 = _variant(v.recommended_select, {'seed': 2})
+  # The AC-GAN head rewards G for easily classified images, which may cost variety within a
+  # class (what CAS needs): the kept preset with a lighter auxiliary weight, or mode seeking.
+  v.recommended_select_aux03 = _variant(v.recommended_select, {'aux_weight': 0.3})
+  v.recommended_select_ms = _variant(v.recommended_select, {'mode_seeking': 1.0})
   config.variants = v
   # A second judge (same architecture and data, this seed; -1: none) scores every variant's
   # images without ever having chosen a generator (config.select_generator uses the first).

@@ -57,6 +57,8 @@ def test_tiny_ablation_writes_the_table(tmp_path):
   assert audit['judge_run'].endswith('judge_audit')
   assert v['agreement_2nd_judge']['overall'] == audit['agreement']['overall']
   assert 0.0 <= v['agreement_2nd_judge']['lowest_class'] <= 1.0
+  assert set(audit['judge_val_recall']) <= set(v['per_class'])
+  assert all(0.0 <= r <= 1.0 for r in audit['judge_val_recall'].values())
   assert 'Second judge (seed 1001' in report
   # A variant added later (a cluster job not run yet): the report alone reruns and marks it,
   # and the finished cells are not looked at again (GANForge's cells never ran here).

@@ -117,11 +117,17 @@ def _audit(workdir: str, name: str) -> tuple[dict | None, str]:
   path = os.path.join(plan_lib.cell_dir(workdir, f'audit/{name}'), 'audit.json')
   if not os.path.exists(path):
     return None, 'n/a'
-  agree = files.read_json(path)['agreement']
+  audit = files.read_json(path)
+  agree, recall = audit['agreement'], audit.get('judge_val_recall', {})
   overall, lowest = agree['overall'], min(v['point'] for v in agree['per_class'].values())
-  return ({'overall': overall, 'lowest_class': lowest},
+  # Per class against the judge's own recall on real images of that class (a weak judge
+  # recognises few real meningiomas too).
+  ratios = [v['point'] / recall[c] for c, v in agree['per_class'].items() if recall.get(c)]
+  ratio = f'; every class >= x{min(ratios):.2f} its recall on real' if ratios else ''
+  return ({'overall': overall, 'lowest_class': lowest,
+           'min_class_over_recall': min(ratios) if ratios else None},
           f'{100 * overall["point"]:.1f} [{100 * overall["low"]:.0f}, '
-          f'{100 * overall["high"]:.0f}], lowest class {100 * lowest:.0f}')
+          f'{100 * overall["high"]:.0f}], lowest class {100 * lowest:.0f}{ratio}')
 
 
 HEADER = ['variant', 'class agreement % [95% CI]', 'per class % (gli/men/no/pit)',
