@@ -81,6 +81,7 @@ def get_config():
   # class (what CAS needs): the kept preset with a lighter auxiliary weight, or mode seeking.
   v.recommended_select_aux03 = _variant(v.recommended_select, {'aux_weight': 0.3})
   v.recommended_select_ms = _variant(v.recommended_select, {'mode_seeking': 1.0})
+  v.recommended_select_ms03 = _variant(v.recommended_select, {'mode_seeking': 0.3})
   config.variants = v
   # A second judge (same architecture and data, this seed; -1: none) scores every variant's
   # images without ever having chosen a generator (config.select_generator uses the first).

@@ -30,7 +30,7 @@ def get_config():
   config.seed = 0                      # GANs and generation; classifiers use `seeds`
   config.data = common.data_config()
   config.data.test_fraction = 0.15     # the verdict's split: never trained or selected on
-  config.gan = section(cgan_conditioned.get_config())
+  config.gan = section(cgan_conditioned.judge_selected(cgan_conditioned.get_config()))
   config.reference_gan = section(cgan.get_config())   # for the 'augmented_ganforge' arm
   config.classifier = section(classifier.get_config())
   config.arms = ('baseline', 'augmented', 'classic', 'shuffled', 'balanced', 'cas',

@@ -15,7 +15,8 @@ def get_config():
   config = study.get_config()
   config.data = classifier_demo.get_config().data
   config.data.test_fraction = 0.2
-  gan = cgan_conditioned.get_config()   # the conditioned preset, demo-sized
+  # The conditioned preset as the study runs it (kept by its judge checks), demo-sized.
+  gan = cgan_conditioned.judge_selected(cgan_conditioned.get_config())
   demo_gan = demo.get_config()
   gan.data = demo_gan.data
   for field in ('batch_size', 'epochs', 'grid_per_class', 'generate'):

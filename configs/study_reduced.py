@@ -25,7 +25,6 @@ def get_config():
   # The GAN: a fixed number of steps per epoch (the same at every fraction), 50 epochs.
   config.gan.steps_per_epoch = 100
   config.gan.epochs = 50
-  config.gan.judge.every_epochs = 10
   config.synthetic_per_class = 500
   clf = config.classifier
   clf.model.stage_sizes = (1, 1, 1, 1)

@@ -96,3 +96,14 @@ def test_select_generator_keeps_the_best_judged_checkpoint(tmp_path, monkeypatch
   generator = inference.load_generator(run)
   assert generator.step == best_epoch * v.steps_per_epoch
   assert inference.load_generator(run, step=4).step == 4 * v.steps_per_epoch
+
+
+def test_select_variant_is_the_preset_as_the_study_runs_it():
+  """recommended_select = the ablation's preset + cgan_conditioned.judge_selected (what the
+  study uses), so the ablation measures the study's recipe."""
+  from configs import cgan_conditioned  # pylint: disable=import-outside-toplevel
+  variants = gan_ablation.get_config().variants
+  expected = cgan_conditioned.judge_selected(
+      ml_collections.ConfigDict(variants.recommended.to_dict()))
+  assert variants.recommended_select.to_dict() == expected.to_dict()
+  assert variants.recommended_select.select_generator != 'last'

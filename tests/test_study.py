@@ -78,6 +78,8 @@ def test_report_has_the_verdict_table_curve_and_gan_section(done_study):
   for arm in ('augmented', 'cas'):
     assert f'| {arm} |' in report
   assert 'external Δ acc' in report and 'left out as overlapping' in report
+  # The study's GAN is kept at its best judge check (cgan_conditioned.judge_selected).
+  assert 'Generators kept at their best judge check' in report and 'epoch 1 of 1' in report
   assert os.path.getsize(os.path.join(workdir, 'report', 'fraction_curve.png')) > 5000
   overlap = json.load(open(os.path.join(workdir, 'external', 'overlap.json')))
   assert overlap['overlapping'] >= 1 and overlap['kept'] == 12

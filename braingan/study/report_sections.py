@@ -64,6 +64,16 @@ def _gan_lines(workdir: str, cells: list[plan_lib.Cell]) -> list[str]:
            'labels 100s of generated images per class. FID/KID are computed in the judge\'s '
            'feature space (ImageNet Inception weights are not available offline) between sets of '
            'equal size; they compare GANs within this study only.', '']
+  kept = []
+  for cell in cells:
+    path = os.path.join(plan_lib.cell_dir(workdir, cell.name), 'final_metrics.json')
+    if cell.kind == 'gan' and os.path.exists(path) and 'best_epoch' in files.read_json(path):
+      final = files.read_json(path)
+      kept.append(f'{cell.name} epoch {final["best_epoch"]} of {final["epochs_run"]}')
+  if kept:
+    lines += ['Generators kept at their best judge check (config.select_generator), not the '
+              f'last epoch: {", ".join(kept)}. The same judge chose them, so their agreement '
+              'below leans in their favour; the synthetic-only (CAS) arm does not.', '']
   table = []
   for cell in cells:
     if cell.kind != 'gan_eval':
