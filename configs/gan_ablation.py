@@ -17,8 +17,8 @@ Variants, each a full GAN config (braingan/study/ablation.py trains, samples and
   recommended_select(_seed1), recommended_ema_select(_seed1)
                            the preset (and + EMA) keeping its best judge-checked generator
 Every variant's images are also judged by a second judge (audit_judge_seed) that no GAN saw
-while training. The GANForge-architecture variants get the same number of steps as the reference (1,000: what
-the old reduced study gave it); the recommended preset its study budget (5,000 steps, in less
+while training. The GANForge-architecture variants get the same number of steps as the
+reference (1,000: what the old reduced study gave it); the recommended preset its study budget (5,000 steps, in less
 wall time: its step is ~10x cheaper). Data, judge, CAS classifier and evaluation settings are
 configs/study_reduced.py's.
 """
@@ -70,12 +70,12 @@ def get_config():
   for name, changes in (('ema', EMA), ('decay', {'lr_decay_after_epoch': 25})):
     v[f'recommended_{name}'] = _variant(v.recommended, changes)
     v[f'recommended_{name}_seed1'] = _variant(v.recommended, {**changes, 'seed': 1})
-  # The preset, raw and with EMA, keeping the generator whose worst class the judge agreed with
-  # most at checks every 5 epochs (config.select_generator), instead of the last one.
-  select = {'select_generator': 'cond_agreement_min_class', 'judge.every_epochs': 5}
-  for name, changes in (('select', select), ('ema_select', {**EMA, **select})):
-    v[f'recommended_{name}'] = _variant(v.recommended, changes)
-    v[f'recommended_{name}_seed1'] = _variant(v.recommended, {**changes, 'seed': 1})
+  # The preset as the study runs it (cgan_conditioned.judge_selected: the generator whose worst
+  # class the judge agreed with most at checks every 5 epochs), raw and with EMA.
+  v.recommended_select = cgan_conditioned.judge_selected(_variant(v.recommended, {}))
+  v.recommended_ema_select = _variant(v.recommended_select, EMA)
+  for name in ('select', 'ema_select'):
+    v[f'recommended_{name}_seed1'] = _variant(v[f'recommended_{name}'], {'seed': 1})
   v.recommended_select_seed2 = _variant(v.recommended_select, {'seed': 2})
   # The AC-GAN head rewards G for easily classified images, which may cost variety within a
   # class (what CAS needs): the kept preset with a lighter auxiliary weight, or mode seeking.

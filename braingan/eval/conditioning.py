@@ -38,7 +38,13 @@ class Judge:
   model: object
   val: inputs.ImageSet
   val_features: np.ndarray
+  val_predicted: np.ndarray   # its labels for the validation images
   accuracy: float
+
+  def val_recall(self) -> dict[str, float]:
+    """Per class: the share of real validation images of it the judge labels right."""
+    return {c: float(np.mean(self.val_predicted[self.val.labels == k] == k))
+            for k, c in enumerate(CLASSES) if np.any(self.val.labels == k)}
 
   @functools.cached_property
   def train(self) -> inputs.ImageSet:
@@ -63,7 +69,7 @@ def load_judge(run_dir: str) -> Judge:
   pred = inputs.batched(model.probs, val.images, BATCH).argmax(-1)
   return Judge(run_dir=run_dir, model=model, val=val,
                val_features=inputs.batched(model.features, val.images, BATCH),
-               accuracy=float(np.mean(pred == val.labels)))
+               val_predicted=pred, accuracy=float(np.mean(pred == val.labels)))
 
 
 def agreement(predicted, intended, *, n_boot: int = 1000, seed: int = 0) -> dict:

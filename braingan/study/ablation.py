@@ -6,9 +6,9 @@ Cells (the study's machinery, braingan/study/__init__.py): the data and a judge 
 study, then per variant (config.variants: a name -> a GAN config) `gan/<v>`, `generate/<v>`,
 `gan_eval/<v>` (judge metrics) and `clf/cas_<v>` (a classifier trained on that GAN's images
 only, CAS), `audit/<v>` (agreement under a second judge, `judge_audit`, another seed, when
-config.audit_judge_seed >= 0: it never chose a generator), plus `clf/real` (the same classifier and budget on the real training split; both
-keep their last epoch) and
-the `ablation` cell's report (<workdir>/ablation/report.md; not `report`, so a study and the
+config.audit_judge_seed >= 0: it never chose a generator), plus `clf/real` (the same classifier
+and budget on the real training split; both keep their last epoch) and the `ablation` cell's
+report (<workdir>/ablation/report.md; not `report`, so a study and the
 ablation can share one workdir, its data, judge and real-trained classifier): class agreement overall and per class with intervals, CAS and its ratio to the
 real-trained classifier, FID / KID overall and per class, memorisation, wall time, images/s and
 one sample grid per variant. Each cell is resumable and runnable on its own (--cells).
@@ -118,7 +118,7 @@ def _audit(workdir: str, name: str) -> tuple[dict | None, str]:
   if not os.path.exists(path):
     return None, 'n/a'
   audit = files.read_json(path)
-  agree, recall = audit['agreement'], audit.get('judge_val_recall', {})
+  agree, recall = audit['agreement'], audit['judge_val_recall']
   overall, lowest = agree['overall'], min(v['point'] for v in agree['per_class'].values())
   # Per class against the judge's own recall on real images of that class (a weak judge
   # recognises few real meningiomas too).

@@ -37,11 +37,8 @@ def audit(config, workdir: str, cell: plan_lib.Cell) -> dict:
   under the first judge (config.select_generator) is scored without that selection's bias."""
   judge, generated, labels = _judge_and_images(workdir, cell, 'judge_audit')
   # Its recall per class on real validation images: the ceiling of that class's agreement.
-  real = judge.labels_of(judge.val.images)
-  recall = {c: float(np.mean(real[judge.val.labels == k] == k))
-            for k, c in enumerate(CLASSES) if np.any(judge.val.labels == k)}
   result = {'judge_run': judge.run_dir, 'judge_val_accuracy': judge.accuracy,
-            'judge_val_recall': recall,
+            'judge_val_recall': judge.val_recall(),
             'agreement': conditioning.agreement(judge.labels_of(generated), labels,
                                                 n_boot=config.evaluate.n_boot, seed=config.seed)}
   files.write_json(os.path.join(plan_lib.cell_dir(workdir, cell.name), 'audit.json'), result,

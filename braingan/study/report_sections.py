@@ -67,8 +67,8 @@ def _gan_lines(workdir: str, cells: list[plan_lib.Cell]) -> list[str]:
   kept = []
   for cell in cells:
     path = os.path.join(plan_lib.cell_dir(workdir, cell.name), 'final_metrics.json')
-    if cell.kind == 'gan' and os.path.exists(path) and 'best_epoch' in files.read_json(path):
-      final = files.read_json(path)
+    final = files.read_json(path) if cell.kind == 'gan' and os.path.exists(path) else {}
+    if 'best_epoch' in final:
       kept.append(f'{cell.name} epoch {final["best_epoch"]} of {final["epochs_run"]}')
   if kept:
     lines += ['Generators kept at their best judge check (config.select_generator), not the '
