@@ -16,6 +16,8 @@ Variants, each a full GAN config (braingan/study/ablation.py trains, samples and
   recommended_decay(_seed1) + learning rates decaying linearly over epochs 26-50, seeds 0 and 1
   recommended_select(_seed1), recommended_ema_select(_seed1)
                            the preset (and + EMA) keeping its best judge-checked generator
+  recommended_select_tac(_seed1, _seed2)
+                           + a twin auxiliary head (TAC-GAN) against AC-GAN's bias to easy images
 Every variant's images are also judged by a second judge (audit_judge_seed) that no GAN saw
 while training. The GANForge-architecture variants get the same number of steps as the
 reference (1,000: what the old reduced study gave it); the recommended preset its study budget (5,000 steps, in less
@@ -82,6 +84,13 @@ def get_config():
   v.recommended_select_aux03 = _variant(v.recommended_select, {'aux_weight': 0.3})
   v.recommended_select_ms = _variant(v.recommended_select, {'mode_seeking': 1.0})
   v.recommended_select_ms03 = _variant(v.recommended_select, {'mode_seeking': 0.3})
+  # CAS's real-trained classifiers call real meningiomas and no-tumour slices glioma: the
+  # generated classes cover little of their real spread near the boundaries, which the AC-GAN
+  # term discourages. A twin auxiliary head (TAC-GAN) cancels that term's bias; GAN seeds 0-2.
+  tac = {'model.d_conditioning': 'projection+auxiliary+twin'}
+  v.recommended_select_tac = _variant(v.recommended_select, tac)
+  for seed in (1, 2):
+    v[f'recommended_select_tac_seed{seed}'] = _variant(v.recommended_select, {**tac, 'seed': seed})
   config.variants = v
   # A second judge (same architecture and data, this seed; -1: none) scores every variant's
   # images without ever having chosen a generator (config.select_generator uses the first).

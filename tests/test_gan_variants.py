@@ -38,6 +38,28 @@ def test_auxiliary_cross_entropy_by_hand():
                              -np.mean(logp[np.arange(6), labels]), rtol=1e-5)
 
 
+def test_twin_auxiliary_class_losses_by_hand():
+  """TAC-GAN: D adds the twin head's cross-entropy on fakes, G subtracts it; without a twin
+  both are AC-GAN's (the auxiliary head alone)."""
+  def ce(logits, labels):
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    return -np.mean(logp[np.arange(len(labels)), labels])
+  real_cls, fake_cls = RNG.normal(size=(2, 6, 8)).astype(np.float32)
+  labels, fake_labels = np.array([0, 1, 2, 3, 0, 2]), np.array([3, 3, 1, 0, 2, 1])
+  d = losses.discriminator_class_loss(real_cls, fake_cls, labels, fake_labels, twin=True)
+  np.testing.assert_allclose(d, ce(real_cls[:, :4], labels) + ce(fake_cls[:, 4:], fake_labels),
+                             rtol=1e-5)
+  g = losses.generator_class_loss(fake_cls, fake_labels, twin=True)
+  np.testing.assert_allclose(g, ce(fake_cls[:, :4], fake_labels) - ce(fake_cls[:, 4:], fake_labels),
+                             rtol=1e-5)
+  plain = real_cls[:, :4]
+  np.testing.assert_allclose(losses.discriminator_class_loss(plain, plain, labels, fake_labels,
+                                                             twin=False), ce(plain, labels),
+                             rtol=1e-5)
+  np.testing.assert_allclose(losses.generator_class_loss(plain, fake_labels, twin=False),
+                             ce(plain, fake_labels), rtol=1e-5)
+
+
 def test_mode_seeking_term_by_hand():
   a, b = RNG.normal(size=(2, 4, 8, 8, 1)).astype(np.float32)
   za, zb = RNG.normal(size=(2, 4, 16)).astype(np.float32)
@@ -98,6 +120,12 @@ def test_auxiliary_head_gives_class_logits():
   assert logits.shape == (2,) and class_logits.shape == (2, 4)
   with pytest.raises(ValueError, match='config.model.d_conditioning'):
     conditioning.discriminator_parts('projection+magic')
+  with pytest.raises(ValueError, match="'twin' plays against the auxiliary head"):
+    conditioning.discriminator_parts('projection+twin')
+  twin = _discriminator('projection+auxiliary+twin')
+  variables = twin.init(jax.random.key(0), x, jnp.array([0, 1]), train=False)
+  _, class_logits = twin.apply(variables, x, jnp.array([0, 1]), train=False)
+  assert class_logits.shape == (2, 8) and 'twin' in variables['params']
 
 
 def test_conditional_batchnorm_is_a_per_class_affine():
@@ -245,8 +273,22 @@ def test_variant_steps_learn_and_report(overrides):
     assert jax.tree.structure(ema) == jax.tree.structure(params)
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(ema), jax.tree.leaves(params)))
     assert 0.0 <= values['augment_p'] <= 1.0 and 'real_sign' in values
-  if overrides.get('model.d_conditioning') == 'auxiliary':
+  if 'auxiliary' in overrides.get('model.d_conditioning', ''):
     assert 0.0 <= values['d_class_acc'] <= 1.0
+
+
+def test_twin_head_trains_in_the_step():
+  """After one step the twin head has moved (D trains it on G's images; its terms are checked
+  against their formulas above) and the step's losses stay finite."""
+  config = tiny_config(**{'model.d_conditioning': 'projection+auxiliary+twin'})
+  trainer = trainer_for(config)
+  state = trainer.initial_state()
+  before = jax.tree.map(np.asarray, state.discriminator.params['twin'])   # the step donates
+  new, metrics = trainer.step(state, _batch(config, 8, seed=0))
+  after = new.discriminator.params['twin']
+  assert all(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(before),
+                                                   jax.tree.leaves(after)))
+  assert np.isfinite(float(metrics['g_loss'])) and 0.0 <= float(metrics['d_class_acc']) <= 1.0
 
 
 def test_compact_discriminator_scores_pairs_like_separate_calls():

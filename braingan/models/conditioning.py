@@ -10,6 +10,10 @@ blend the label in; scale = 1 is the ordinary conditional model.
 - `projection` (discriminator, Miyato & Koyama 2018): logit += scale * <embed(y), phi(x)>.
 - `AuxiliaryHead` (discriminator, AC-GAN, Odena et al. 2017): class logits from phi(x); the step
   adds their cross-entropy to both losses.
+- 'twin' (with 'auxiliary'; TAC-GAN, Gong et al. 2019): a second class head that D trains on
+  G's images and G plays against. AC-GAN's G minimises the conditional entropy of its labels,
+  so it favours images far from the class boundaries (easy to classify, little variety within a
+  class); the twin's term cancels that bias.
 """
 from typing import Any
 
@@ -21,7 +25,7 @@ GLOROT = nn.initializers.glorot_uniform()          # Keras default for Dense/Con
 _KERAS_EMBED = nn.initializers.uniform(scale=0.1)  # Keras Embedding: U(-0.05, 0.05) ...
 
 GENERATOR_MODES = ('concat', 'cbn')
-DISCRIMINATOR_PARTS = ('concat', 'projection', 'auxiliary')
+DISCRIMINATOR_PARTS = ('concat', 'projection', 'auxiliary', 'twin')
 
 
 def keras_embed_init(key, shape, dtype=jnp.float32):
@@ -35,6 +39,9 @@ def discriminator_parts(spec: str, field: str = 'config.model.d_conditioning') -
   if not parts or unknown:
     raise ValueError(f'{field}={spec!r}: expected one or more of {DISCRIMINATOR_PARTS} '
                      "joined by '+'.")
+  if 'twin' in parts and 'auxiliary' not in parts:
+    raise ValueError(f"{field}={spec!r}: 'twin' plays against the auxiliary head; add "
+                     "'auxiliary'.")
   return parts
 
 
@@ -94,8 +101,9 @@ def projection(features: jax.Array, labels: jax.Array, num_classes: int, scale: 
 def discriminator_outputs(features: jax.Array, labels: jax.Array, parts: Any, num_classes: int,
                           cond_scale: Any, sn: Any, dtype: Any):
   """D's heads on its features: (real/fake logit [B] + projection if asked, class logits or
-  None). Call inside a compact module; submodule names (Dense_0, projection, auxiliary) are
-  the ones checkpoints hold."""
+  None). With a twin head the class logits are [B, 2 * num_classes]: the auxiliary head's,
+  then the twin's (losses.split_class_logits). Call inside a compact module; submodule names
+  (Dense_0, projection, auxiliary, twin) are the ones checkpoints hold."""
   logits = sn(nn.Dense(1, kernel_init=GLOROT, dtype=dtype, name='Dense_0'))(features)
   logits = logits[:, 0].astype(jnp.float32)   # The loss is computed in float32.
   if 'projection' in parts:
@@ -103,6 +111,9 @@ def discriminator_outputs(features: jax.Array, labels: jax.Array, parts: Any, nu
   class_logits = None
   if 'auxiliary' in parts:
     class_logits = AuxiliaryHead(num_classes, dtype, name='auxiliary')(features)
+  if 'twin' in parts:
+    twin = AuxiliaryHead(num_classes, dtype, name='twin')(features)
+    class_logits = jnp.concatenate([class_logits, twin], axis=-1)
   return logits, class_logits
 
 

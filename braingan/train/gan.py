@@ -7,8 +7,9 @@ the noise the uninterrupted run would have drawn.
 
 The step follows GANForge's `train_step`, generalised: one latent draw per step; the
 discriminator minimises loss.discriminator(D(aug(x)), D(aug(G(z)))) (+ the auxiliary class
-cross-entropy on real images); then the generator, through the *updated* discriminator,
-minimises loss.generator(D(aug(G(z)))) (+ the class cross-entropy of its images). The
+cross-entropy on real images, and a twin head's on fake ones); then the generator, through the
+*updated* discriminator, minimises loss.generator(D(aug(G(z)))) (+ the class cross-entropy of
+its images, minus the twin's: losses.generator_class_loss). The
 generator's forward pass is shared by both updates (GANForge runs it twice on the same z with
 the same parameters, which gives the same images).
 
@@ -117,6 +118,7 @@ class GANRecipe(Recipe):
     self.policy = augment_lib.parse_policy(config.diffaug.policy)
     self.latent_dim = config.model.latent_dim
     self.auxiliary = 'auxiliary' in self.discriminator.conditioning
+    self.twin = 'twin' in self.discriminator.conditioning
     # Spectral norm keeps its power-iteration vectors in 'batch_stats': D is applied mutably.
     self.d_mutable = self.layer_mode == 'training' or self.discriminator.spectral_norm
     self.g_mutable = self.layer_mode == 'training' or self.generator.spectral_norm
@@ -237,12 +239,13 @@ class GANRecipe(Recipe):
       real_in = self._augment(real, aug_real, state.augment_p)
       fake_in = self._augment(jax.lax.stop_gradient(fake).astype(real.dtype), aug_fake,
                               state.augment_p)
-      (real_logits, real_cls), (fake_logits, _), stats = self._score_pair(
+      (real_logits, real_cls), (fake_logits, fake_cls), stats = self._score_pair(
           d_params, d.batch_stats, real_in, fake_in, labels, fake_labels, (drop_real, drop_fake),
           cond)
       loss = self.loss.discriminator(real_logits, fake_logits)
       if self.auxiliary:
-        loss = loss + aux_weight * losses.class_cross_entropy(real_cls, labels)
+        loss = loss + aux_weight * losses.discriminator_class_loss(
+            real_cls, fake_cls, labels, fake_labels, self.twin)
       return loss, (stats, real_logits, fake_logits, real_cls)
 
     (d_loss, (d_stats, real_logits, fake_logits, real_cls)), d_grads = jax.value_and_grad(
@@ -255,7 +258,7 @@ class GANRecipe(Recipe):
                                          fake_labels, drop_g, cond, False)
       loss = self.loss.generator(logits)
       if self.auxiliary:
-        loss = loss + aux_weight * losses.class_cross_entropy(cls, fake_labels)
+        loss = loss + aux_weight * losses.generator_class_loss(cls, fake_labels, self.twin)
       if config.mode_seeking > 0:
         loss = loss + config.mode_seeking * losses.mode_seeking(
             images[:half], images[half:2 * half], z[:half], z[half:2 * half])
@@ -272,7 +275,8 @@ class GANRecipe(Recipe):
                'd_real': jnp.mean(jax.nn.sigmoid(real_logits)),   # mean D(x)
                'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits))}   # mean D(G(z)) before D's update
     if self.auxiliary:
-      metrics['d_class_acc'] = jnp.mean(jnp.argmax(real_cls, -1) == labels)
+      real_aux, _ = losses.split_class_logits(real_cls, self.twin)
+      metrics['d_class_acc'] = jnp.mean(jnp.argmax(real_aux, -1) == labels)
     if config.diffaug.ada_target > 0:
       metrics['augment_p'] = state.augment_p
       metrics['real_sign'] = jnp.mean(jnp.sign(real_logits))

@@ -8,7 +8,7 @@ Both take raw logits (float32). Adding a loss: two functions and one line in LOS
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +55,38 @@ def get(name: str) -> AdversarialLoss:
 def class_cross_entropy(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Mean softmax cross-entropy of an auxiliary classifier head (AC-GAN)."""
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, labels))
+
+
+def split_class_logits(class_logits: jax.Array, twin: bool) -> tuple[jax.Array, Any]:
+  """D's class logits -> (auxiliary head's, twin head's or None): with a twin head D returns
+  both side by side (models/conditioning.py discriminator_outputs)."""
+  if not twin:
+    return class_logits, None
+  aux, twin_logits = jnp.split(class_logits, 2, axis=-1)
+  return aux, twin_logits
+
+
+def discriminator_class_loss(real_cls: jax.Array, fake_cls: jax.Array, labels: jax.Array,
+                             fake_labels: jax.Array, twin: bool) -> jax.Array:
+  """D's class terms: the auxiliary head's cross-entropy on real images plus, with a twin
+  head, the twin's on G's images (TAC-GAN)."""
+  real_aux, _ = split_class_logits(real_cls, twin)
+  loss = class_cross_entropy(real_aux, labels)
+  if twin:
+    loss = loss + class_cross_entropy(split_class_logits(fake_cls, True)[1], fake_labels)
+  return loss
+
+
+def generator_class_loss(fake_cls: jax.Array, fake_labels: jax.Array, twin: bool) -> jax.Array:
+  """G's class terms: the auxiliary head's cross-entropy on its images, minus the twin head's
+  (TAC-GAN, Gong et al. 2019: G minimises CE_aux - CE_twin, which with both heads optimal is
+  the KL between the real and the generated p(y|x) instead of the generated conditional
+  entropy, so G is no longer paid for images that are merely easy to classify)."""
+  aux, twin_logits = split_class_logits(fake_cls, twin)
+  loss = class_cross_entropy(aux, fake_labels)
+  if twin:
+    loss = loss - class_cross_entropy(twin_logits, fake_labels)
+  return loss
 
 
 def mode_seeking(images_a: jax.Array, images_b: jax.Array, z_a: jax.Array, z_b: jax.Array,
