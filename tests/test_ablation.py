@@ -3,7 +3,9 @@ import json
 import os
 
 import ml_collections
+import numpy as np
 import pytest
+from sklearn import metrics as metrics_lib
 
 from braingan import study
 from braingan.study import ablation
@@ -50,6 +52,13 @@ def test_tiny_ablation_writes_the_table(tmp_path):
   assert 0.0 <= v['agreement']['point'] <= 1.0 and len(v['cas_per_seed']) == 2
   assert v['cas'] == pytest.approx(sum(v['cas_per_seed']) / 2)
   assert {'clf/real_s1', 'clf/cas_recommended_s1'} <= set(names)
+  # CAS recall per real class: the mean over classifier seeds of scikit-learn's recall.
+  want = []
+  for cell in ('clf/cas_recommended', 'clf/cas_recommended_s1'):
+    with np.load(os.path.join(workdir, cell, 'predictions.npz')) as saved:
+      want.append(metrics_lib.recall_score(saved['test_labels'], saved['test_probs'].argmax(-1),
+                                           labels=[0, 1, 2, 3], average=None, zero_division=np.nan))
+  np.testing.assert_allclose(v['cas_recall'], np.mean(want, 0), atol=1e-9)
   assert v['train_steps'] == 2 and v['kept_epoch'] is None   # the last generator
   # The second judge: its own run (another seed), scoring the same images.
   assert {'judge_audit', 'audit/recommended'} <= set(names)

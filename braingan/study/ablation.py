@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from braingan import files
+from braingan.data import CLASSES
 from braingan.study import plan as plan_lib
 
 
@@ -87,12 +88,30 @@ def _mean_accuracy(config, workdir: str, name: str) -> tuple[float | None, list[
   return (float(np.mean(values)) if values else None), values
 
 
-def _test_accuracy(workdir: str, name: str) -> float | None:
+def _test_predictions(workdir: str, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+  """(predicted, true) test labels of a finished classifier cell, else None."""
   path = os.path.join(plan_lib.cell_dir(workdir, name), 'predictions.npz')
   if not os.path.exists(path):
     return None
   with np.load(path) as saved:
-    return float(np.mean(saved['test_probs'].argmax(-1) == saved['test_labels']))
+    return saved['test_probs'].argmax(-1), saved['test_labels']
+
+
+def _test_accuracy(workdir: str, name: str) -> float | None:
+  found = _test_predictions(workdir, name)
+  return None if found is None else float(np.mean(found[0] == found[1]))
+
+
+def _mean_recall(config, workdir: str, name: str) -> list[float] | None:
+  """Per-class recall on real test images, mean over the finished classifier seeds: which real
+  classes a synthetic-trained classifier misses (their generated images cover too little of
+  the class), where accuracy alone says only how many."""
+  found = [_test_predictions(workdir, _seeded(name, s)) for s in config.cas_seeds]
+  found = [f for f in found if f is not None]
+  if not found:
+    return None
+  return [float(np.mean([np.mean(p[t == c] == c) if np.any(t == c) else np.nan
+                         for p, t in found])) for c in range(len(CLASSES))]
 
 
 def _cell_seconds(workdir: str, name: str) -> float | None:
@@ -105,6 +124,10 @@ def _cas_text(cas: float | None, seeds: list[float], real: float | None) -> str:
     return 'n/a'
   ratio = f'x{cas / real:.2f}; ' if real else ''
   return f'{100 * cas:.1f} ({ratio}seeds ' + ' / '.join(f'{100 * v:.1f}' for v in seeds) + ')'
+
+
+def _percentages(values: list[float] | None) -> str:
+  return 'n/a' if values is None else ' / '.join(f'{100 * v:.0f}' for v in values)
 
 
 def _kept(final: dict) -> str:
@@ -131,15 +154,17 @@ def _audit(workdir: str, name: str) -> tuple[dict | None, str]:
 
 
 HEADER = ['variant', 'class agreement % [95% CI]', 'per class % (gli/men/no/pit)',
-          'agreement / judge', 'agreement, 2nd judge %', 'CAS test acc % (x real)', 'FID',
+          'agreement / judge', 'agreement, 2nd judge %', 'CAS test acc % (x real)',
+          'CAS recall on real % (gli/men/no/pit)', 'FID',
           'KID', 'intra-class FID (gli/men/no/pit)', 'GAN training', 'images/s']
 
 
 def write_report(config, workdir: str) -> dict:
   out = plan_lib.cell_dir(workdir, 'ablation')
   real, real_seeds = _mean_accuracy(config, workdir, 'clf/real')
+  real_recall = _mean_recall(config, workdir, 'clf/real')
   rows, summary = [], {'real_trained_test_accuracy': real, 'real_per_seed': real_seeds,
-                       'variants': {}}
+                       'real_recall': real_recall, 'variants': {}}
   for name in config.variants:
     path = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'conditioning.json')
     if not os.path.exists(path):
@@ -153,9 +178,11 @@ def write_report(config, workdir: str) -> dict:
     batch = config.variants[name].batch_size
     per_class = {c: v['point'] for c, v in agree['per_class'].items()}
     audit, audit_text = _audit(workdir, name)
+    recall = _mean_recall(config, workdir, f'clf/cas_{name}')
     summary['variants'][name] = {'agreement': agree['overall'], 'per_class': per_class,
                                  'agreement_over_judge': m['agreement_over_judge'], 'cas': cas,
-                                 'cas_per_seed': cas_seeds, 'agreement_2nd_judge': audit,
+                                 'cas_per_seed': cas_seeds, 'cas_recall': recall,
+                                 'agreement_2nd_judge': audit,
                                  'fid': m['fid'], 'kid': m['kid']['mean'],
                                  'train_steps': final.get('train_steps'),
                                  'kept_epoch': final.get('best_epoch'),
@@ -165,7 +192,7 @@ def write_report(config, workdir: str) -> dict:
         f'{100 * agree["overall"]["high"]:.0f}]',
         ' / '.join(f'{100 * v:.0f}' for v in per_class.values()),
         f'{m["agreement_over_judge"]:.2f}', audit_text,
-        _cas_text(cas, cas_seeds, real),
+        _cas_text(cas, cas_seeds, real), _percentages(recall),
         f'{m["fid"]:.1f}', f'{m["kid"]["mean"]:.4f}',
         ' / '.join(f'{v["fid"]:.0f}' for v in m['per_class'].values() if v.get('fid')),
         f'{final.get("train_steps")} steps{_kept(final)}, '
@@ -183,7 +210,8 @@ def write_report(config, workdir: str) -> dict:
            f'{100 * files.read_json(judge)["val_accuracy"]:.1f} %. Real-trained classifier '
            f'(the CAS reference, same architecture and steps): test accuracy '
            f'{"n/a" if real is None else f"{100 * real:.1f} %"} (mean of seeds '
-           + ' / '.join(f'{100 * v:.1f}' for v in real_seeds) + '; CAS is the mean over the '
+           + ' / '.join(f'{100 * v:.1f}' for v in real_seeds) + '; recall per class '
+           + _percentages(real_recall) + '; CAS is the mean over the '
            'same classifier seeds; both keep their last epoch, no selection on real '
            'validation images). Chance agreement is 25 %. '
            'FID/KID are in the judge\'s feature space on equal-size sets.' + second_text, '',
