@@ -97,4 +97,7 @@ def get_config():
   config.audit_judge_seed = 1001
   # Classifier seeds of CAS and of its real-trained reference (the ratio is mean over mean).
   config.cas_seeds = (0, 1, 2)
+  # CAS again on this many generated images per class (the same generator and classifier
+  # steps; 0: not run): do the CAS classifiers lack images or variety within a class?
+  config.cas_large_pool_per_class = 2500
   return config

@@ -29,6 +29,7 @@ def _tiny_ablation(names=('recommended',)):
     keep[name] = v
   config.variants = keep
   config.synthetic_per_class = 6
+  config.cas_large_pool_per_class = 10
   config.cas_seeds = (0, 1)
   config.evaluate.n_boot, config.evaluate.gan_per_class, config.evaluate.kid_subsets = 50, 6, 2
   return config
@@ -59,6 +60,13 @@ def test_tiny_ablation_writes_the_table(tmp_path):
       want.append(metrics_lib.recall_score(saved['test_labels'], saved['test_probs'].argmax(-1),
                                            labels=[0, 1, 2, 3], average=None, zero_division=np.nan))
   np.testing.assert_allclose(v['cas_recall'], np.mean(want, 0), atol=1e-9)
+  # CAS on a larger pool from the same generator, with the same classifier steps.
+  pool = os.path.join(workdir, 'generate', 'recommended_large_pool')
+  assert sum(len(files) for _, _, files in os.walk(pool) if files) >= 4 * 10
+  assert len(v['cas_large_pool_per_seed']) == 2 and 'CAS, 10/class pool' in report
+  steps = [json.load(open(os.path.join(workdir, c, 'final_metrics.json')))['train_steps']
+           for c in ('clf/cas_recommended', 'clf/cas_recommended_large_pool')]
+  assert steps[0] == steps[1] > 0
   assert v['train_steps'] == 2 and v['kept_epoch'] is None   # the last generator
   # The second judge: its own run (another seed), scoring the same images.
   assert {'judge_audit', 'audit/recommended'} <= set(names)

@@ -8,10 +8,14 @@ study, then per variant (config.variants: a name -> a GAN config) `gan/<v>`, `ge
 only, CAS), `audit/<v>` (agreement under a second judge, `judge_audit`, another seed, when
 config.audit_judge_seed >= 0: it never chose a generator), plus `clf/real` (the same classifier
 and budget on the real training split; both keep their last epoch) and the `ablation` cell's
-report (<workdir>/ablation/report.md; not `report`, so a study and the
-ablation can share one workdir, its data, judge and real-trained classifier): class agreement overall and per class with intervals, CAS and its ratio to the
-real-trained classifier, FID / KID overall and per class, memorisation, wall time, images/s and
-one sample grid per variant. Each cell is resumable and runnable on its own (--cells).
+report (<workdir>/ablation/report.md; not `report`, so a study and the ablation can share one
+workdir, its data, judge and real-trained classifier): class agreement overall and per class
+with intervals, CAS, its ratio to the real-trained classifier and its recall per real class,
+FID / KID overall and per class, memorisation, wall time, images/s and one sample grid per
+variant. With config.cas_large_pool_per_class = N > 0 also `generate/<v>_large_pool` (N images
+per class from the same generator) and `clf/cas_<v>_large_pool*`: CAS with the same classifier
+steps on more images (is CAS short of images, or of variety?). Each cell is resumable and
+runnable on its own (--cells).
 """
 from __future__ import annotations
 
@@ -63,15 +67,31 @@ def cells(config, workdir: str) -> list[plan_lib.Cell]:
     if audit:
       out.append(plan_lib.Cell(f'audit/{name}', 'audit', (f'generate/{name}', 'judge_audit'),
                                params={'per_class': config.evaluate.gan_per_class}))
-    for seed in config.cas_seeds:
-      cas = ml_collections.ConfigDict(reals[seed].to_dict())
-      cas.data.synthetic_dir = os.path.abspath(plan_lib.cell_dir(workdir, f'generate/{name}'))
-      cas.data.synthetic_ratio = 1.0
-      out.append(plan_lib.Cell(_seeded(f'clf/cas_{name}', seed), 'classifier',
-                               (f'generate/{name}',), cas,
-                               {'arm': 'cas', 'fraction': 1.0, 'seed': seed, 'per_real': 1.0,
-                                'transfer': 'scratch'}))
+    out += _cas_cells(config, workdir, reals, name)
+    pool = config.get('cas_large_pool_per_class', 0)
+    if pool:   # the same generator, a larger pool, the same classifier steps
+      out.append(plan_lib.Cell(f'generate/{name}{POOL}', 'generate', (f'gan/{name}',),
+                               params={'per_class': pool, 'seed': config.seed}))
+      out += _cas_cells(config, workdir, reals, name + POOL)
   out.append(plan_lib.Cell('ablation', 'ablation_report', ('data',)))
+  return out
+
+
+POOL = '_large_pool'   # suffix of the generate / CAS cells of config.cas_large_pool_per_class
+
+
+def _cas_cells(config, workdir: str, reals: dict, pool_name: str) -> list:
+  """CAS classifiers (one per config.cas_seeds) on the images of cell generate/<pool_name>:
+  each the real-trained reference's config with the generated images as its only data."""
+  out = []
+  for seed in config.cas_seeds:
+    cas = ml_collections.ConfigDict(reals[seed].to_dict())
+    cas.data.synthetic_dir = os.path.abspath(plan_lib.cell_dir(workdir, f'generate/{pool_name}'))
+    cas.data.synthetic_ratio = 1.0
+    out.append(plan_lib.Cell(_seeded(f'clf/cas_{pool_name}', seed), 'classifier',
+                             (f'generate/{pool_name}',), cas,
+                             {'arm': 'cas', 'fraction': 1.0, 'seed': seed, 'per_real': 1.0,
+                              'transfer': 'scratch'}))
   return out
 
 
@@ -161,6 +181,8 @@ HEADER = ['variant', 'class agreement % [95% CI]', 'per class % (gli/men/no/pit)
 
 def write_report(config, workdir: str) -> dict:
   out = plan_lib.cell_dir(workdir, 'ablation')
+  pool = config.get('cas_large_pool_per_class', 0)
+  header = HEADER[:7] + [f'CAS, {pool}/class pool % (x real)'] + HEADER[7:] if pool else HEADER
   real, real_seeds = _mean_accuracy(config, workdir, 'clf/real')
   real_recall = _mean_recall(config, workdir, 'clf/real')
   rows, summary = [], {'real_trained_test_accuracy': real, 'real_per_seed': real_seeds,
@@ -168,7 +190,7 @@ def write_report(config, workdir: str) -> dict:
   for name in config.variants:
     path = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'conditioning.json')
     if not os.path.exists(path):
-      rows.append([name, 'missing'] + [''] * (len(HEADER) - 2))
+      rows.append([name, 'missing'] + [''] * (len(header) - 2))
       continue
     m = files.read_json(path)
     agree = m['agreement']
@@ -187,7 +209,11 @@ def write_report(config, workdir: str) -> dict:
                                  'train_steps': final.get('train_steps'),
                                  'kept_epoch': final.get('best_epoch'),
                                  'gan_seconds': _cell_seconds(workdir, f'gan/{name}')}
-    rows.append([
+    if pool:
+      large, large_seeds = _mean_accuracy(config, workdir, f'clf/cas_{name}{POOL}')
+      summary['variants'][name]['cas_large_pool'] = large
+      summary['variants'][name]['cas_large_pool_per_seed'] = large_seeds
+    row = [
         name, f'{100 * agree["overall"]["point"]:.1f} [{100 * agree["overall"]["low"]:.0f}, '
         f'{100 * agree["overall"]["high"]:.0f}]',
         ' / '.join(f'{100 * v:.0f}' for v in per_class.values()),
@@ -197,7 +223,10 @@ def write_report(config, workdir: str) -> dict:
         ' / '.join(f'{v["fid"]:.0f}' for v in m['per_class'].values() if v.get('fid')),
         f'{final.get("train_steps")} steps{_kept(final)}, '
         f'{summary["variants"][name]["gan_seconds"]:.0f} s',
-        f'{final.get("steps_per_s", 0) * batch:.1f}'])
+        f'{final.get("steps_per_s", 0) * batch:.1f}']
+    if pool:
+      row.insert(7, _cas_text(large, large_seeds, real))
+    rows.append(row)
   judge = os.path.join(plan_lib.cell_dir(workdir, 'judge'), 'final_metrics.json')
   second = os.path.join(plan_lib.cell_dir(workdir, 'judge_audit'), 'final_metrics.json')
   second_text = (f' Second judge (seed {config.audit_judge_seed}, same architecture and data, '
@@ -215,7 +244,7 @@ def write_report(config, workdir: str) -> dict:
            'same classifier seeds; both keep their last epoch, no selection on real '
            'validation images). Chance agreement is 25 %. '
            'FID/KID are in the judge\'s feature space on equal-size sets.' + second_text, '',
-           '| ' + ' | '.join(HEADER) + ' |', '|' + '---|' * len(HEADER)]
+           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']
   for name in config.variants:
     grid = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'samples.png')
