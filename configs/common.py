@@ -36,7 +36,6 @@ def data_config() -> ml_collections.ConfigDict:
   data.related_min_ncc = 0.98
   # True: any unreadable file is an error. False: it is skipped and listed in the manifest.
   data.strict = False
-  data.shuffle_buffer = 4096
   # Classifier only: label-preserving augmentation of real training images, computed in the
   # jitted step (left-right flip, +/-10 deg rotation, 0.9-1.1 scale, brightness/contrast).
   data.augment = False

@@ -232,3 +232,18 @@ def test_gan_nan_weights_after_the_last_update_are_never_saved(tmp_path):
   with pytest.raises(loop.NonFiniteError, match='parameters or optimizer state.*epoch 1'):
     loop.fit(_NaNAfterLastUpdate(config, Data()), run)
   assert run.reader().steps() == []
+
+
+def test_a_field_removed_since_the_run_is_ignored(tmp_path):
+  """A run recorded with data.shuffle_buffer (removed: shuffling is now a full permutation)
+  resumes, and a study cell whose stored settings nest it stays done."""
+  run = RunDir(str(tmp_path / 'run'))
+  old = classifier_config().to_dict()
+  old['data']['shuffle_buffer'] = 4096
+  os.makedirs(run.root)
+  with open(run.config_path, 'w') as f:
+    json.dump(old, f)
+  assert config_check.resume_differences(run.read_config(), classifier_config()) == []
+  assert 'params.data.shuffle_buffer' not in config_check.flatten(
+      {'params': {'data': {'shuffle_buffer': 4096, 'seed': 0}}})
+  assert 'params.data.seed' in config_check.flatten({'params': {'data': {'seed': 0}}})

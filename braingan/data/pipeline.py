@@ -48,6 +48,14 @@ def load_folder_arrays(folder: str, image_size: int, resize: str = 'squash'):
   return images, labels
 
 
+def _gather(images: tf.Tensor, labels: tf.Tensor):
+  """index -> (image, label): a tf.data map function over in-memory arrays."""
+  @tf.autograph.experimental.do_not_convert
+  def gather(index):
+    return tf.gather(images, index), tf.gather(labels, index)
+  return gather
+
+
 @dataclasses.dataclass
 class DataSource:
   """The prepared splits of one workdir, in memory, plus the settings to batch them."""
@@ -56,7 +64,6 @@ class DataSource:
   channels: int
   seed: int
   summary: dict
-  shuffle_buffer: int = 4096
 
   def num_examples(self, split: str = 'train') -> int:
     return len(self.labels[split])
@@ -90,10 +97,13 @@ class DataSource:
       return (self.seed * 1_000_003 + epoch * 9_176 + salt) % (2**31 - 1)
 
     def source(images, labels, salt):
-      ds = tf.data.Dataset.from_tensor_slices((images, labels))
-      ds = ds.shuffle(min(len(labels), self.shuffle_buffer) or 1, seed=seed_for(salt),
-                      reshuffle_each_iteration=True)
-      return ds.repeat()
+      # A full permutation of the indices every pass. A bounded shuffle buffer (4,096 images
+      # until 2026-12-07) over arrays stored class by class fed a generated pool of 2,500 per
+      # class to CAS in batches of one or two classes; up to that size the order is unchanged.
+      n = len(labels)
+      order = tf.data.Dataset.range(n).shuffle(max(n, 1), seed=seed_for(salt),
+                                               reshuffle_each_iteration=True)
+      return order.repeat().map(_gather(tf.constant(images), tf.constant(labels)))
 
     images, labels = self.images['train'], self.labels['train']
     if balance > 0:
@@ -232,4 +242,4 @@ def load(data_cfg, prepared_dir: str, seed: int) -> DataSource:
       logging.info('Training on %d of %d images (fraction %g, subset seed %d).', len(keep),
                    len(paths), data_cfg.fraction, data_cfg.subset_seed)
   return DataSource(images=images, labels=labels, channels=data_cfg.channels, seed=seed,
-                    summary=summary, shuffle_buffer=data_cfg.shuffle_buffer)
+                    summary=summary)
