@@ -85,9 +85,10 @@ def get_config():
   v.recommended_select_ms = _variant(v.recommended_select, {'mode_seeking': 1.0})
   v.recommended_select_ms03 = _variant(v.recommended_select, {'mode_seeking': 0.3})
   v.recommended_select_ms03_seed1 = _variant(v.recommended_select_ms03, {'seed': 1})
-  # CAS's real-trained classifiers call real meningiomas and no-tumour slices glioma: the
-  # generated classes cover little of their real spread near the boundaries, which the AC-GAN
-  # term discourages. A twin auxiliary head (TAC-GAN) cancels that term's bias; GAN seeds 0-2.
+  # The CAS classifiers (trained on generated images) call real meningiomas and no-tumour
+  # slices glioma: the generated classes cover little of their real spread near the
+  # boundaries, which the AC-GAN term discourages. A twin auxiliary head (TAC-GAN) cancels that
+  # term's bias; GAN seeds 0-2 defined (only seed 0 run so far).
   tac = {'model.d_conditioning': 'projection+auxiliary+twin'}
   v.recommended_select_tac = _variant(v.recommended_select, tac)
   for seed in (1, 2):

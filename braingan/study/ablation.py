@@ -100,12 +100,19 @@ def _seeded(name: str, seed: int) -> str:
   return name if seed == 0 else f'{name}_s{seed}'
 
 
-def _mean_accuracy(config, workdir: str, name: str) -> tuple[float | None, list[float]]:
-  """Mean test accuracy over the finished seeds of a classifier, and the per-seed values:
-  CAS moves by 20 points between classifier seeds, so one seed says little."""
-  values = [_test_accuracy(workdir, _seeded(name, s)) for s in config.cas_seeds]
-  values = [v for v in values if v is not None]
-  return (float(np.mean(values)) if values else None), values
+def _test_scores(config, workdir: str, name: str):
+  """Over the finished seeds of a classifier: (mean test accuracy, the per-seed accuracies,
+  the mean recall per real class or None). CAS moves by 20 points between classifier seeds, so
+  one seed says little; recall says which real classes a synthetic-trained classifier misses
+  (their generated images cover too little of the class), where accuracy says how many."""
+  found = [_test_predictions(workdir, _seeded(name, s)) for s in config.cas_seeds]
+  found = [f for f in found if f is not None]
+  if not found:
+    return None, [], None
+  accuracies = [float(np.mean(p == t)) for p, t in found]
+  recall = [float(np.mean([np.mean(p[t == c] == c) if np.any(t == c) else np.nan
+                           for p, t in found])) for c in range(len(CLASSES))]
+  return float(np.mean(accuracies)), accuracies, recall
 
 
 def _test_predictions(workdir: str, name: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -115,23 +122,6 @@ def _test_predictions(workdir: str, name: str) -> tuple[np.ndarray, np.ndarray] 
     return None
   with np.load(path) as saved:
     return saved['test_probs'].argmax(-1), saved['test_labels']
-
-
-def _test_accuracy(workdir: str, name: str) -> float | None:
-  found = _test_predictions(workdir, name)
-  return None if found is None else float(np.mean(found[0] == found[1]))
-
-
-def _mean_recall(config, workdir: str, name: str) -> list[float] | None:
-  """Per-class recall on real test images, mean over the finished classifier seeds: which real
-  classes a synthetic-trained classifier misses (their generated images cover too little of
-  the class), where accuracy alone says only how many."""
-  found = [_test_predictions(workdir, _seeded(name, s)) for s in config.cas_seeds]
-  found = [f for f in found if f is not None]
-  if not found:
-    return None
-  return [float(np.mean([np.mean(p[t == c] == c) if np.any(t == c) else np.nan
-                         for p, t in found])) for c in range(len(CLASSES))]
 
 
 def _cell_seconds(workdir: str, name: str) -> float | None:
@@ -177,14 +167,16 @@ HEADER = ['variant', 'class agreement % [95% CI]', 'per class % (gli/men/no/pit)
           'agreement / judge', 'agreement, 2nd judge %', 'CAS test acc % (x real)',
           'CAS recall on real % (gli/men/no/pit)', 'FID',
           'KID', 'intra-class FID (gli/men/no/pit)', 'GAN training', 'images/s']
+# With config.cas_large_pool_per_class its CAS column follows the CAS recall column.
+_POOL_COLUMN = HEADER.index('CAS recall on real % (gli/men/no/pit)') + 1
 
 
 def write_report(config, workdir: str) -> dict:
   out = plan_lib.cell_dir(workdir, 'ablation')
   pool = config.get('cas_large_pool_per_class', 0)
-  header = HEADER[:7] + [f'CAS, {pool}/class pool % (x real)'] + HEADER[7:] if pool else HEADER
-  real, real_seeds = _mean_accuracy(config, workdir, 'clf/real')
-  real_recall = _mean_recall(config, workdir, 'clf/real')
+  header = (HEADER[:_POOL_COLUMN] + [f'CAS, {pool}/class pool % (x real)'] + HEADER[_POOL_COLUMN:]
+            if pool else HEADER)
+  real, real_seeds, real_recall = _test_scores(config, workdir, 'clf/real')
   rows, summary = [], {'real_trained_test_accuracy': real, 'real_per_seed': real_seeds,
                        'real_recall': real_recall, 'variants': {}}
   for name in config.variants:
@@ -194,13 +186,12 @@ def write_report(config, workdir: str) -> dict:
       continue
     m = files.read_json(path)
     agree = m['agreement']
-    cas, cas_seeds = _mean_accuracy(config, workdir, f'clf/cas_{name}')
+    cas, cas_seeds, recall = _test_scores(config, workdir, f'clf/cas_{name}')
     final = files.read_json(os.path.join(plan_lib.cell_dir(workdir, f'gan/{name}'),
                                          'final_metrics.json'))
     batch = config.variants[name].batch_size
     per_class = {c: v['point'] for c, v in agree['per_class'].items()}
     audit, audit_text = _audit(workdir, name)
-    recall = _mean_recall(config, workdir, f'clf/cas_{name}')
     summary['variants'][name] = {'agreement': agree['overall'], 'per_class': per_class,
                                  'agreement_over_judge': m['agreement_over_judge'], 'cas': cas,
                                  'cas_per_seed': cas_seeds, 'cas_recall': recall,
@@ -210,7 +201,7 @@ def write_report(config, workdir: str) -> dict:
                                  'kept_epoch': final.get('best_epoch'),
                                  'gan_seconds': _cell_seconds(workdir, f'gan/{name}')}
     if pool:
-      large, large_seeds = _mean_accuracy(config, workdir, f'clf/cas_{name}{POOL}')
+      large, large_seeds, _ = _test_scores(config, workdir, f'clf/cas_{name}{POOL}')
       summary['variants'][name]['cas_large_pool'] = large
       summary['variants'][name]['cas_large_pool_per_seed'] = large_seeds
     row = [
@@ -225,7 +216,7 @@ def write_report(config, workdir: str) -> dict:
         f'{summary["variants"][name]["gan_seconds"]:.0f} s',
         f'{final.get("steps_per_s", 0) * batch:.1f}']
     if pool:
-      row.insert(7, _cas_text(large, large_seeds, real))
+      row.insert(_POOL_COLUMN, _cas_text(large, large_seeds, real))
     rows.append(row)
   judge = os.path.join(plan_lib.cell_dir(workdir, 'judge'), 'final_metrics.json')
   second = os.path.join(plan_lib.cell_dir(workdir, 'judge_audit'), 'final_metrics.json')
