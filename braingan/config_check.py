@@ -25,7 +25,7 @@ BUDGET = ('epochs', 'keep_checkpoints', 'checkpoint_every', 'log_every_seconds',
 # did: a stored config lacking one compares as holding that value (resume, study cells), so
 # adding an option does not orphan every finished run. Any other value is a difference.
 ADDED_FIELDS = {'mode_seeking': 0.0, 'restore_best': 'val_loss', 'lr_decay_after_epoch': 0,
-                'select_generator': 'last'}
+                'select_generator': 'last', 'bn_recalibration_batches': 0}
 
 
 # The metrics of braingan/eval/conditioning.py's `during_training` a GAN run may keep its best
@@ -157,6 +157,7 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ('reduce_lr_factor', _fraction, 'must be in (0, 1)'),
     ('min_learning_rate', _non_negative, 'must be >= 0'),
     ('restore_best', lambda x: x in ('val_loss', 'none'), "must be 'val_loss' or 'none'"),
+    ('bn_recalibration_batches', _non_negative, 'must be >= 0 (0 = Keras moving averages)'),
 ]
 
 # Data options only the classifier reads; on a GAN they would silently do nothing.

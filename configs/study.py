@@ -33,6 +33,9 @@ def get_config():
   config.gan = section(cgan_conditioned.judge_selected(cgan_conditioned.get_config()))
   config.reference_gan = section(cgan.get_config())   # for the 'augmented_ganforge' arm
   config.classifier = section(classifier.get_config())
+  # BatchNorm statistics recomputed after each epoch (configs/classifier.py): with Keras's
+  # moving averages a few hundred steps leave test accuracy swinging between epochs and seeds.
+  config.classifier.bn_recalibration_batches = 16
   config.arms = ('baseline', 'augmented', 'classic', 'shuffled', 'balanced', 'cas',
                  'augmented_ganforge')
   config.fractions = (0.1, 0.25, 0.5, 1.0)
@@ -46,6 +49,7 @@ def get_config():
   config.synthetic_per_class = 2500    # generated pool per GAN
   config.judge_seed = 1000             # the judge is its own run, never one of the arms
   config.judge_epochs = 15             # its budget (the classifier section's architecture)
+  config.judge_bn_recalibration_batches = 16
   config.evaluate = evaluate.get_config()
   config.test_dir = ''                 # external test folder: scored, never trained on
   return config

@@ -27,6 +27,7 @@ def get_config():
   gan.model.d_widths = (16, 32, 64, 64)
   config.gan = study.section(gan)
   config.classifier = study.section(classifier_demo.get_config())
+  config.classifier.bn_recalibration_batches = 4
   config.classifier.epochs = 6
   config.judge_epochs = 6
   config.arms = ('baseline', 'augmented', 'classic', 'shuffled', 'cas')

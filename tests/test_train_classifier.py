@@ -212,20 +212,103 @@ def test_kill_and_resume(tiny_data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_multidevice_step_matches_single_device():
+def test_multidevice_step_and_bn_recalibration_match_single_device():
   from tests.multidevice import run_with_devices
   code = """
 import numpy as np
-from tests.test_train_classifier import tiny_config, _batch, trainer_for
+from braingan.train import classifier, loop
+from tests.test_train_classifier import tiny_config, _batch, _FixedBatches
 out = []
 for n in (1, 8):
-  trainer = trainer_for(tiny_config(num_devices=n, **{'model.dropout': 0.0}))
+  config = tiny_config(num_devices=n, bn_recalibration_batches=2, **{'model.dropout': 0.0})
+  recipe = classifier.ClassifierRecipe(config, _FixedBatches(2))
+  trainer = loop.Trainer(recipe)
   st, m = trainer.step(trainer.initial_state(), _batch(0))
-  out.append((float(m['loss']), np.asarray(st.params['head_logits']['kernel'])))
+  st = recipe.finalize_epoch(st, 0)   # sharded statistics; the next (donating) step takes them
+  st, _ = trainer.step(st, _batch(1))
+  out.append((float(m['loss']), np.asarray(st.params['head_logits']['kernel']),
+              np.asarray(st.batch_stats['conv5_block1_3_bn']['var'])))
 print('LOSS', out[0][0], out[1][0])
 print('DIFF', float(np.abs(out[0][1] - out[1][1]).max()))
+print('STATS', float(np.abs(out[0][2] / out[1][2] - 1).max()))
 """
   stdout = run_with_devices(code, 8)
   loss1, loss8 = map(float, stdout.split('LOSS ')[1].split()[:2])
   assert abs(loss1 - loss8) < 1e-5
   assert float(stdout.split('DIFF ')[1].split()[0]) < 1e-5
+  assert float(stdout.split('STATS ')[1].split()[0]) < 1e-4
+
+
+class _FixedBatches:
+  """A data stand-in: epoch e's stream is the same fixed batches every time."""
+
+  def __init__(self, count):
+    self.batches = [_batch(seed) for seed in range(count)]
+
+  def class_counts(self, split):
+    del split
+    return {c: 2 for c in range(4)}
+
+  def train_epoch(self, epoch, global_batch, steps, **unused):
+    del epoch, global_batch, unused
+    return iter(self.batches[:steps])
+
+
+def test_bn_recalibration_is_the_mean_of_each_batch_statistics():
+  """finalize_epoch: every trainable BatchNorm's statistics become the mean over the batches of
+  that layer's batch mean and unbiased batch variance (numpy on the layer's input, captured);
+  frozen layers and all parameters stay bit-identical; 0 batches leaves the state alone."""
+  config = tiny_config(bn_recalibration_batches=3, **{'model.dropout': 0.0})
+  recipe = classifier.ClassifierRecipe(config, _FixedBatches(5))
+  trainer = loop.Trainer(recipe)
+  state = trainer.initial_state()
+  for i in range(2):   # weights away from their initial values, moving averages lagging
+    state, _ = trainer.step(state, _batch(10 + i))
+  new = recipe.finalize_epoch(state, 0)
+
+  def layer_input(images, name):
+    _, captured = recipe.model.apply(state.variables, images, train=True,
+                                     capture_intermediates=lambda m, _: m.name == name,
+                                     mutable=['intermediates', 'batch_stats'])
+    return np.asarray(captured['intermediates'][name]['__call__'][0], np.float64)
+
+  for bn, conv in (('conv2_block1_0_bn', 'conv2_block1_0_conv'),
+                   ('conv5_block1_3_bn', 'conv5_block1_3_conv')):
+    inputs = [layer_input(_batch(seed)['image'], conv) for seed in range(3)]
+    n = inputs[0].size // inputs[0].shape[-1]
+    mean = np.mean([x.mean(axis=(0, 1, 2)) for x in inputs], axis=0)
+    var = np.mean([x.var(axis=(0, 1, 2)) * n / (n - 1) for x in inputs], axis=0)
+    np.testing.assert_allclose(new.batch_stats[bn]['mean'], mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(new.batch_stats[bn]['var'], var, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(state.batch_stats[bn]['var'], var, rtol=1e-2)   # it did change
+  for layer in ('conv1_bn', 'conv2_block1_1_bn', 'conv2_block1_2_bn'):   # frozen (keras15)
+    for name in ('mean', 'var'):
+      np.testing.assert_array_equal(new.batch_stats[layer][name],
+                                    state.batch_stats[layer][name], err_msg=layer)
+  jax.tree.map(np.testing.assert_array_equal, new.params, state.params)
+  off = classifier.ClassifierRecipe(tiny_config(), _FixedBatches(5))
+  assert off.finalize_epoch(state, 0) is state
+
+
+def test_bn_recalibration_keeps_the_weights_trajectory(tiny_data_dir, tmp_path):
+  """Training steps normalise with batch statistics, so recomputing the stored ones after each
+  epoch changes what evaluation sees and nothing the weights do."""
+  runs = {}
+  for batches in (0, 2):
+    config = tiny_config(epochs=2, restore_best='none', bn_recalibration_batches=batches,
+                         **{'data.data_dir': tiny_data_dir, 'model.freeze': 'none'})
+    workdir = str(tmp_path / f'run{batches}')
+    runs[batches] = (train.train_and_evaluate(config, workdir),
+                     inference.load_classifier(workdir).variables)
+  (final_off, off), (final_on, on) = runs[0], runs[2]
+  jax.tree.map(np.testing.assert_array_equal, on['params'], off['params'])
+  assert not np.allclose(on['batch_stats']['conv5_block1_3_bn']['var'],
+                         off['batch_stats']['conv5_block1_3_bn']['var'])
+  assert final_on['train_steps'] == final_off['train_steps']
+  assert final_on['val_loss'] != final_off['val_loss']
+
+
+def test_bn_recalibration_batches_is_validated():
+  from braingan import config_check
+  with pytest.raises(config_check.ConfigError, match='bn_recalibration_batches'):
+    config_check.validate(tiny_config(bn_recalibration_batches=-1))

@@ -237,10 +237,13 @@ class ResNetClassifier(nn.Module):
   # KerasBatchNorm keeps its statistics float32 too; logits and features are returned as float32.
   dtype: Any = jnp.float32
   patch_matmul: bool = True   # 3x3 convs as patch matmuls (KerasConv: faster on XLA:CPU)
+  # Keras's moving-average momentum; 0 makes a training-mode pass store each layer's statistics
+  # of that one batch (braingan/train/classifier.py recomputes the statistics that way).
+  bn_momentum: float = BN_MOMENTUM
 
   def _bn(self, name: str, train: bool) -> KerasBatchNorm:
     return KerasBatchNorm(use_running_average=not train or path_is_frozen(name, self.frozen),
-                          dtype=self.dtype, name=name)
+                          momentum=self.bn_momentum, dtype=self.dtype, name=name)
 
   def _block(self, x, filters: int, stride: int, conv_shortcut: bool, name: str, train: bool):
     """Keras `block1`: the stride sits on the first 1x1 conv (and the projection shortcut)."""

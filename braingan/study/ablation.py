@@ -7,8 +7,9 @@ study, then per variant (config.variants: a name -> a GAN config) `gan/<v>`, `ge
 `gan_eval/<v>` (judge metrics) and `clf/cas_<v>` (a classifier trained on that GAN's images
 only, CAS), `audit/<v>` (agreement under a second judge, `judge_audit`, another seed, when
 config.audit_judge_seed >= 0: it never chose a generator), plus `clf/real` (the same classifier
-and budget on the real training split; both keep their last epoch) and the `ablation` cell's
-report (<workdir>/ablation/report.md; not `report`, so a study and the ablation can share one
+and budget on the real training split; both keep their last epoch and treat their BatchNorm
+statistics alike, config.classifier.bn_recalibration_batches) and the `ablation` cell's report
+(<workdir>/ablation/report.md; not `report`, so a study and the ablation can share one
 workdir, its data, judge and real-trained classifier): class agreement overall and per class
 with intervals, CAS, its ratio to the real-trained classifier and its recall per real class,
 FID / KID overall and per class, memorisation, wall time, images/s and one sample grid per
@@ -32,10 +33,7 @@ from braingan.study import plan as plan_lib
 def cells(config, workdir: str) -> list[plan_lib.Cell]:
   from braingan import study  # pylint: disable=import-outside-toplevel
   steps = study._steps_per_epoch(config, workdir)  # pylint: disable=protected-access
-  judge = plan_lib._compose(config.classifier, config, workdir)  # pylint: disable=protected-access
-  judge.seed = config.judge_seed
-  judge.epochs = config.judge_epochs
-  judge.model.pretrained, judge.model.freeze = plan_lib.TRANSFER['scratch']
+  judge = plan_lib.judge_config(config, workdir, 'scratch')
   out = [plan_lib.data_cell(config), plan_lib.Cell('judge', 'judge', ('data',), judge)]
   audit = config.get('audit_judge_seed', -1) >= 0
   if audit:   # a second judge, never used while training: agreement free of selection bias
@@ -127,6 +125,14 @@ def _test_predictions(workdir: str, name: str) -> tuple[np.ndarray, np.ndarray] 
 def _cell_seconds(workdir: str, name: str) -> float | None:
   path = os.path.join(plan_lib.cell_dir(workdir, name), 'cell_done.json')
   return files.read_json(path)['seconds'] if os.path.exists(path) else None
+
+
+def _bn_text(config) -> str:
+  count = config.classifier.get('bn_recalibration_batches', 0)
+  if not count:
+    return "BatchNorm statistics: Keras's moving averages"
+  return (f'BatchNorm statistics recomputed after every epoch from {count} batches of each '
+          "classifier's own training images")
 
 
 def _cas_text(cas: float | None, seeds: list[float], real: float | None) -> str:
@@ -233,7 +239,7 @@ def write_report(config, workdir: str) -> dict:
            + ' / '.join(f'{100 * v:.1f}' for v in real_seeds) + '; recall per class '
            + _percentages(real_recall) + '; CAS is the mean over the '
            'same classifier seeds; both keep their last epoch, no selection on real '
-           'validation images). Chance agreement is 25 %. '
+           f'validation images; {_bn_text(config)}). Chance agreement is 25 %. '
            'FID/KID are in the judge\'s feature space on equal-size sets.' + second_text, '',
            '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']

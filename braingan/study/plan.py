@@ -101,6 +101,17 @@ def classifier_config(config, workdir: str, *, arm: str, fraction: float, seed: 
   return job, (f'generate/{gan}_{_fraction_tag(fraction)}' if job.data.synthetic_dir else None)
 
 
+def judge_config(config, workdir: str, transfer: str) -> ml_collections.ConfigDict:
+  """The judge: the classifier section with the judge's own seed, epochs and BatchNorm
+  statistics, at transfer level `transfer`."""
+  judge = _compose(config.classifier, config, workdir)
+  judge.seed = config.judge_seed
+  judge.epochs = config.judge_epochs
+  judge.bn_recalibration_batches = config.judge_bn_recalibration_batches
+  judge.model.pretrained, judge.model.freeze = TRANSFER[transfer]
+  return judge
+
+
 def plan(config, workdir: str, steps_per_epoch: int, weights_available: bool) -> list[Cell]:
   """Every cell of the study, dependencies first."""
   unknown = [a for a in config.arms if a not in ARMS]
@@ -108,11 +119,7 @@ def plan(config, workdir: str, steps_per_epoch: int, weights_available: bool) ->
     raise ValueError(f'config.arms={tuple(config.arms)}: needs baseline; unknown {unknown}; '
                      f'known: {sorted(ARMS)}.')
   cells = [data_cell(config)]
-  judge = _compose(config.classifier, config, workdir)
-  judge.seed = config.judge_seed
-  judge.epochs = config.judge_epochs
-  judge.model.pretrained, judge.model.freeze = TRANSFER[transfer_levels(config,
-                                                                        weights_available)[0]]
+  judge = judge_config(config, workdir, transfer_levels(config, weights_available)[0])
   cells.append(Cell('judge', 'judge', ('data',), judge))
   presets = ['conditioned'] + (['ganforge'] if 'augmented_ganforge' in config.arms else [])
   needs_gan = {'augmented', 'shuffled', 'cas', 'augmented_ganforge'} & set(config.arms)

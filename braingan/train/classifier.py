@@ -8,6 +8,14 @@ checkpoint's meta, so a resumed run continues exactly.
 Freezing follows Keras's trainable=False: frozen parameters are not differentiated at all (the
 gradient is taken only w.r.t. the trainable ones, so XLA also drops the backward pass of the frozen
 stem), their optimizer update is exactly zero, and frozen BatchNorm layers run in inference mode.
+
+BatchNorm statistics (config.bn_recalibration_batches > 0): Keras's moving averages (momentum
+0.99) mix statistics of weights from the last ~100 steps and, in a short run, of the initial
+(0, 1); when the weights still move fast, inference normalises with statistics of a network that
+no longer exists, and test accuracy swings between epochs. After each epoch the statistics are
+recomputed with the final weights (the mean over n training batches of each layer's batch mean
+and unbiased variance; "precise BN", Wu & Johnson 2021). Training steps normalise with batch
+statistics, so the trajectory of the weights is the same with or without it.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ import optax
 from braingan import models
 from braingan.data import NUM_CLASSES
 from braingan.models import pretrained, resnet
+from braingan.runtime import parallel
 from braingan.train import augment, hooks, optim
 from braingan.train.recipe import Recipe
 from braingan.train.state import TrainState
@@ -111,6 +120,32 @@ class ClassifierRecipe(Recipe):
 
   def inference_variables(self, state: TrainState) -> dict:
     return state.variables
+
+  def finalize_epoch(self, state: TrainState, epoch: int) -> TrainState:
+    """BatchNorm statistics recomputed with the weights the epoch ended with (module docstring),
+    from the first config.bn_recalibration_batches batches of the epoch's training stream (the
+    arm's own mix of real and synthetic images; no augmentation: evaluation sees none). Frozen
+    layers keep theirs."""
+    count = self.config.get('bn_recalibration_batches', 0)
+    if not count:
+      return state
+    if not hasattr(self, '_batch_statistics'):
+      per_batch = self.model.clone(bn_momentum=0.0)   # stores the statistics of its batch
+      self._batch_statistics = jax.jit(
+          lambda variables, images: per_batch.apply(
+              variables, images, train=True, mutable=['batch_stats'],
+              rngs={'dropout': jax.random.key(0)})[1]['batch_stats'],
+          in_shardings=(parallel.replicated_sharding(self.mesh),
+                        parallel.batch_sharding(self.mesh)),
+          out_shardings=parallel.replicated_sharding(self.mesh))
+    mean, seen = None, 0
+    for batch in self.train_batches(epoch, count):
+      stats = self._batch_statistics(state.variables,
+                                     parallel.shard_batch(self.mesh, batch)['image'])
+      seen += 1
+      # A running mean: statistics equal in every batch (frozen layers) stay bit-identical.
+      mean = stats if mean is None else jax.tree.map(lambda m, s: m + (s - m) / seen, mean, stats)
+    return state.replace(batch_stats=mean)
 
   def train_step(self, state: TrainState, batch: dict, hparams: dict):
     state, key = state.split_rng()

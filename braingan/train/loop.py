@@ -181,6 +181,7 @@ def fit(recipe, run) -> dict[str, Any]:
       record = {'epoch': epoch + 1, **hparams}
       state, train_means, seconds = trainer.run_epoch(state, epoch, steps, hparams, epoch)
       trainer.check_finite(state, epoch + 1, epoch)
+      state = recipe.finalize_epoch(state, epoch)
       record.update(train_means)
       record.update(seconds=seconds, steps_per_s=steps / seconds if seconds > 0 else 0.0)
       if trainer.eval_step is not None:

@@ -74,6 +74,12 @@ class Recipe:
     return self.data.eval_batches(self.config.batch_size, 'validation')
 
   # -------------------------------------------------------------------------- epochs
+  def finalize_epoch(self, state: Any, epoch: int) -> Any:
+    """The state after epoch `epoch` (0-based) that validation, the checkpoint and the result
+    use; e.g. the classifier recomputes its BatchNorm statistics here. Default: unchanged."""
+    del epoch
+    return state
+
   def on_epoch_end(self, state: Any, epoch: int, run: Any, writer: Any) -> dict[str, float]:
     """After epoch `epoch` (1-based): extra scalars for the record (e.g. conditioning metrics);
     may write images through `writer` and files under `run`. Runs on every process."""
