@@ -19,6 +19,7 @@ statistics, so the trajectory of the weights is the same with or without it.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -121,6 +122,21 @@ class ClassifierRecipe(Recipe):
   def inference_variables(self, state: TrainState) -> dict:
     return state.variables
 
+  @functools.cached_property
+  def _batch_statistics(self):
+    """jit(variables, images) -> every BatchNorm's statistics of this one batch (momentum 0),
+    on the loop's mesh (set before the first epoch ends)."""
+    per_batch = self.model.clone(bn_momentum=0.0)
+
+    def statistics(variables, images):
+      _, updates = per_batch.apply(variables, images, train=True, mutable=['batch_stats'],
+                                   rngs={'dropout': jax.random.key(0)})
+      return updates['batch_stats']
+
+    repl = parallel.replicated_sharding(self.mesh)
+    return jax.jit(statistics, in_shardings=(repl, parallel.batch_sharding(self.mesh)),
+                   out_shardings=repl)
+
   def finalize_epoch(self, state: TrainState, epoch: int) -> TrainState:
     """BatchNorm statistics recomputed with the weights the epoch ended with (module docstring),
     from the first config.bn_recalibration_batches batches of the epoch's training stream (the
@@ -129,15 +145,6 @@ class ClassifierRecipe(Recipe):
     count = self.config.get('bn_recalibration_batches', 0)
     if not count:
       return state
-    if not hasattr(self, '_batch_statistics'):
-      per_batch = self.model.clone(bn_momentum=0.0)   # stores the statistics of its batch
-      self._batch_statistics = jax.jit(
-          lambda variables, images: per_batch.apply(
-              variables, images, train=True, mutable=['batch_stats'],
-              rngs={'dropout': jax.random.key(0)})[1]['batch_stats'],
-          in_shardings=(parallel.replicated_sharding(self.mesh),
-                        parallel.batch_sharding(self.mesh)),
-          out_shardings=parallel.replicated_sharding(self.mesh))
     mean, seen = None, 0
     for batch in self.train_batches(epoch, count):
       stats = self._batch_statistics(state.variables,
