@@ -84,7 +84,8 @@ def get_config():
   v.recommended_select_aux03 = _variant(v.recommended_select, {'aux_weight': 0.3})
   v.recommended_select_ms = _variant(v.recommended_select, {'mode_seeking': 1.0})
   v.recommended_select_ms03 = _variant(v.recommended_select, {'mode_seeking': 0.3})
-  v.recommended_select_ms03_seed1 = _variant(v.recommended_select_ms03, {'seed': 1})
+  for seed in (1, 2):
+    v[f'recommended_select_ms03_seed{seed}'] = _variant(v.recommended_select_ms03, {'seed': seed})
   # The CAS classifiers (trained on generated images) call real meningiomas and no-tumour
   # slices glioma: the generated classes cover little of their real spread near the
   # boundaries, which the AC-GAN term discourages. A twin auxiliary head (TAC-GAN) cancels that
