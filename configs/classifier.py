@@ -55,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
   # BatchNorm statistics: 0 keeps Keras's moving averages (momentum 0.99, the original study's);
   # n > 0 recomputes them after every epoch, with that epoch's final weights, as the mean over n
   # training batches (braingan/train/classifier.py). After a few hundred steps the moving
-  # averages still lag the weights: the reduced study's 128 px classifiers scored 13 / 43 / 60 %
-  # on the test split with them, 80 / 79 / 79 % with the statistics recomputed.
+  # averages still lag the weights: the 128 px ablation's real-trained classifiers scored
+  # 13 / 43 / 60 % on the test split with them, 80 / 79 / 79 % with the statistics recomputed.
   config.bn_recalibration_batches = 0
   return config
