@@ -28,6 +28,7 @@ def get_config():
   config.gan = study.section(gan)
   config.classifier = study.section(classifier_demo.get_config())
   config.classifier.bn_recalibration_batches = 4
+  config.judge_bn_recalibration_batches = 4
   config.classifier.epochs = 6
   config.judge_epochs = 6
   config.arms = ('baseline', 'augmented', 'classic', 'shuffled', 'cas')

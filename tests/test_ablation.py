@@ -124,3 +124,23 @@ def test_select_variant_is_the_preset_as_the_study_runs_it():
       ml_collections.ConfigDict(variants.recommended.to_dict()))
   assert variants.recommended_select.to_dict() == expected.to_dict()
   assert variants.recommended_select.select_generator != 'last'
+
+
+def test_report_says_how_the_recorded_classifiers_kept_batchnorm_statistics(tmp_path):
+  """From the cells' records, not the current config: mixed recipes are flagged."""
+  def record(name, count, root=tmp_path):
+    folder = root / 'clf' / name
+    folder.mkdir(parents=True)
+    config = {} if count is None else {'bn_recalibration_batches': count}
+    (folder / 'cell_done.json').write_text(json.dumps({'settings': {'config': config}}))
+
+  workdir = str(tmp_path)
+  assert 'moving averages' in ablation._bn_text(workdir)   # nothing recorded yet
+  record('real', None)                                      # recorded before the field
+  record('cas_v', 0)
+  assert 'moving averages' in ablation._bn_text(workdir)
+  record('cas_v_s1', 16)
+  assert 'MIXED' in ablation._bn_text(workdir) and '0 / 16' in ablation._bn_text(workdir)
+  record('real', 16, tmp_path / 'new')
+  record('cas_v', 16, tmp_path / 'new')
+  assert 'recomputed after every epoch from 16 batches' in ablation._bn_text(str(tmp_path / 'new'))

@@ -229,7 +229,8 @@ def test_gan_nan_weights_after_the_last_update_are_never_saved(tmp_path):
                         .astype(np.float32), 'label': np.arange(batch_size) % 4}
 
   run = RunDir(str(tmp_path / 'run'))
-  with pytest.raises(loop.NonFiniteError, match='parameters or optimizer state.*epoch 1'):
+  with pytest.raises(loop.NonFiniteError,
+                     match='parameters, statistics or optimizer state.*epoch 1'):
     loop.fit(_NaNAfterLastUpdate(config, Data()), run)
   assert run.reader().steps() == []
 

@@ -20,6 +20,7 @@ runnable on its own (--cells).
 """
 from __future__ import annotations
 
+import glob
 import os
 
 import ml_collections
@@ -127,8 +128,19 @@ def _cell_seconds(workdir: str, name: str) -> float | None:
   return files.read_json(path)['seconds'] if os.path.exists(path) else None
 
 
-def _bn_text(config) -> str:
-  count = config.classifier.get('bn_recalibration_batches', 0)
+def _bn_text(workdir: str) -> str:
+  """How the finished real-trained and CAS classifier cells treated BatchNorm statistics, as
+  their cell_done.json records it (not the current config: a report regenerated on older cells
+  must describe those)."""
+  counts = set()
+  for pattern in ('real*', 'cas_*'):
+    for path in glob.glob(os.path.join(plan_lib.cell_dir(workdir, 'clf'), pattern,
+                                       'cell_done.json')):
+      counts.add(files.read_json(path)['settings']['config'].get('bn_recalibration_batches', 0))
+  if len(counts) > 1:
+    return ('BatchNorm statistics MIXED between classifier cells (bn_recalibration_batches '
+            + ' / '.join(str(c) for c in sorted(counts)) + '): their ratios are not comparable')
+  count = counts.pop() if counts else 0
   if not count:
     return "BatchNorm statistics: Keras's moving averages"
   return (f'BatchNorm statistics recomputed after every epoch from {count} batches of each '
@@ -239,7 +251,7 @@ def write_report(config, workdir: str) -> dict:
            + ' / '.join(f'{100 * v:.1f}' for v in real_seeds) + '; recall per class '
            + _percentages(real_recall) + '; CAS is the mean over the '
            'same classifier seeds; both keep their last epoch, no selection on real '
-           f'validation images; {_bn_text(config)}). Chance agreement is 25 %. '
+           f'validation images; {_bn_text(workdir)}). Chance agreement is 25 %. '
            'FID/KID are in the judge\'s feature space on equal-size sets.' + second_text, '',
            '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']

@@ -15,7 +15,8 @@ BatchNorm statistics (config.bn_recalibration_batches > 0): Keras's moving avera
 no longer exists, and test accuracy swings between epochs. After each epoch the statistics are
 recomputed with the final weights (the mean over n training batches of each layer's batch mean
 and unbiased variance; "precise BN", Wu & Johnson 2021). Training steps normalise with batch
-statistics, so the trajectory of the weights is the same with or without it.
+statistics, so every step is the same with or without it; what reads val_loss (learning-rate
+reductions, early stopping, the restored best epoch) may decide differently.
 """
 from __future__ import annotations
 

@@ -137,8 +137,8 @@ class Trainer:
 
   def check_finite(self, state, epoch: int, last_good: int) -> None:
     if not bool(parallel.host_local(_all_finite(state))):
-      raise NonFiniteError(_nonfinite_message('parameters or optimizer state after the last '
-                                              'update', epoch, last_good))
+      raise NonFiniteError(_nonfinite_message('parameters, statistics or optimizer state after '
+                                              'the last update', epoch, last_good))
 
 
 def _step_of(state) -> int:
@@ -180,8 +180,8 @@ def fit(recipe, run) -> dict[str, Any]:
         break
       record = {'epoch': epoch + 1, **hparams}
       state, train_means, seconds = trainer.run_epoch(state, epoch, steps, hparams, epoch)
-      trainer.check_finite(state, epoch + 1, epoch)
       state = recipe.finalize_epoch(state, epoch)
+      trainer.check_finite(state, epoch + 1, epoch)   # what is saved, statistics included
       record.update(train_means)
       record.update(seconds=seconds, steps_per_s=steps / seconds if seconds > 0 else 0.0)
       if trainer.eval_step is not None:
