@@ -89,7 +89,7 @@ def get_config():
   # The CAS classifiers (trained on generated images) call real meningiomas and no-tumour
   # slices glioma: the generated classes cover little of their real spread near the
   # boundaries, which the AC-GAN term discourages. A twin auxiliary head (TAC-GAN) cancels that
-  # term's bias; GAN seeds 0-2 defined (only seed 0 run so far).
+  # term's bias; GAN seeds 0-2 defined (seeds 0 and 1 run: no CAS gain, lower agreement).
   tac = {'model.d_conditioning': 'projection+auxiliary+twin'}
   v.recommended_select_tac = _variant(v.recommended_select, tac)
   for seed in (1, 2):
