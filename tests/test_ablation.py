@@ -127,20 +127,27 @@ def test_select_variant_is_the_preset_as_the_study_runs_it():
 
 
 def test_report_says_how_the_recorded_classifiers_kept_batchnorm_statistics(tmp_path):
-  """From the cells' records, not the current config: mixed recipes are flagged."""
+  """From the scored cells' records, not the current config: mixed recipes are flagged, and a
+  study's classifier cells in the same workdir (its 'cas' arm: clf/cas_f1_s0) are not read."""
+  config = ml_collections.ConfigDict({'variants': {'v': {}}, 'cas_seeds': (0, 1),
+                                      'cas_large_pool_per_class': 0})
+
   def record(name, count, root=tmp_path):
     folder = root / 'clf' / name
     folder.mkdir(parents=True)
-    config = {} if count is None else {'bn_recalibration_batches': count}
-    (folder / 'cell_done.json').write_text(json.dumps({'settings': {'config': config}}))
+    settings = {} if count is None else {'bn_recalibration_batches': count}
+    (folder / 'cell_done.json').write_text(json.dumps({'settings': {'config': settings}}))
 
   workdir = str(tmp_path)
-  assert 'moving averages' in ablation._bn_text(workdir)   # nothing recorded yet
-  record('real', None)                                      # recorded before the field
+  assert 'moving averages' in ablation._bn_text(config, workdir)   # nothing recorded yet
+  record('real', None)                                              # recorded before the field
   record('cas_v', 0)
-  assert 'moving averages' in ablation._bn_text(workdir)
+  record('cas_f1_s0', 16)                                           # a study arm: not scored
+  assert 'moving averages' in ablation._bn_text(config, workdir)
   record('cas_v_s1', 16)
-  assert 'MIXED' in ablation._bn_text(workdir) and '0 / 16' in ablation._bn_text(workdir)
+  text = ablation._bn_text(config, workdir)
+  assert 'MIXED' in text and '0 / 16' in text
   record('real', 16, tmp_path / 'new')
   record('cas_v', 16, tmp_path / 'new')
-  assert 'recomputed after every epoch from 16 batches' in ablation._bn_text(str(tmp_path / 'new'))
+  assert ('recomputed after every epoch from 16 batches'
+          in ablation._bn_text(config, str(tmp_path / 'new')))

@@ -20,7 +20,6 @@ runnable on its own (--cells).
 """
 from __future__ import annotations
 
-import glob
 import os
 
 import ml_collections
@@ -123,20 +122,31 @@ def _test_predictions(workdir: str, name: str) -> tuple[np.ndarray, np.ndarray] 
     return saved['test_probs'].argmax(-1), saved['test_labels']
 
 
-def _cell_seconds(workdir: str, name: str) -> float | None:
+def _cell_record(workdir: str, name: str) -> dict | None:
+  """A finished cell's cell_done.json (settings, seconds, result), else None."""
   path = os.path.join(plan_lib.cell_dir(workdir, name), 'cell_done.json')
-  return files.read_json(path)['seconds'] if os.path.exists(path) else None
+  return files.read_json(path) if os.path.exists(path) else None
 
 
-def _bn_text(workdir: str) -> str:
-  """How the finished real-trained and CAS classifier cells treated BatchNorm statistics, as
+def _cell_seconds(workdir: str, name: str) -> float | None:
+  record = _cell_record(workdir, name)
+  return None if record is None else record['seconds']
+
+
+def _scored_classifiers(config) -> list[str]:
+  """The classifier cells the report scores: the real-trained reference and every variant's
+  CAS (and large-pool CAS), at each classifier seed."""
+  pools = [''] + ([POOL] if config.get('cas_large_pool_per_class', 0) else [])
+  names = ['clf/real'] + [f'clf/cas_{v}{pool}' for v in config.variants for pool in pools]
+  return [_seeded(name, seed) for name in names for seed in config.cas_seeds]
+
+
+def _bn_text(config, workdir: str) -> str:
+  """How the finished classifier cells the report scores treated BatchNorm statistics, as
   their cell_done.json records it (not the current config: a report regenerated on older cells
   must describe those)."""
-  counts = set()
-  for pattern in ('real*', 'cas_*'):
-    for path in glob.glob(os.path.join(plan_lib.cell_dir(workdir, 'clf'), pattern,
-                                       'cell_done.json')):
-      counts.add(files.read_json(path)['settings']['config'].get('bn_recalibration_batches', 0))
+  records = [_cell_record(workdir, name) for name in _scored_classifiers(config)]
+  counts = {r['settings']['config'].get('bn_recalibration_batches', 0) for r in records if r}
   if len(counts) > 1:
     return ('BatchNorm statistics MIXED between classifier cells (bn_recalibration_batches '
             + ' / '.join(str(c) for c in sorted(counts)) + '): their ratios are not comparable')
@@ -251,7 +261,7 @@ def write_report(config, workdir: str) -> dict:
            + ' / '.join(f'{100 * v:.1f}' for v in real_seeds) + '; recall per class '
            + _percentages(real_recall) + '; CAS is the mean over the '
            'same classifier seeds; both keep their last epoch, no selection on real '
-           f'validation images; {_bn_text(workdir)}). Chance agreement is 25 %. '
+           f'validation images; {_bn_text(config, workdir)}). Chance agreement is 25 %. '
            'FID/KID are in the judge\'s feature space on equal-size sets.' + second_text, '',
            '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']
