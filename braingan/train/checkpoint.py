@@ -62,6 +62,12 @@ def _abstract_leaf(x: Any) -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
 
+def _leaf_names(tree: Any) -> set[str]:
+  """'generator/params/Dense_0/kernel', ... of a pytree (a state or a checkpoint's metadata)."""
+  return {jax.tree_util.keystr(path, simple=True, separator='/')
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 class Checkpointer:
   """Saves / restores a pytree of arrays (e.g. a TrainState or {'gen':..., 'disc':...})."""
 
@@ -175,10 +181,21 @@ class Checkpointer:
   # ---------------------------------------------------------------------------- restore
   @staticmethod
   def _restore_state(manager: ocp.CheckpointManager, target: Any, step: int) -> Any:
+    """Strict leaf for leaf (every leaf of `target` stored, nothing stored left over), but
+    a subtree of `target` with no leaves need not be on disk: a state field added later and
+    off in this run (e.g. GANState.lecam_anchors = {}) still resumes older runs."""
     abstract = jax.tree.map(_abstract_leaf, target)
-    restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-    return restored['state']
+    folder = epath.Path(manager.directory) / str(step) / 'state'
+    stored = _leaf_names(ocp.PyTreeCheckpointHandler().metadata(folder))
+    wanted = _leaf_names(abstract)
+    if stored != wanted:
+      raise ValueError(
+          f'Checkpoint {folder} does not match the state to restore: missing on disk '
+          f'{sorted(wanted - stored)[:5]}, not in the state {sorted(stored - wanted)[:5]} '
+          '(a different config or model?).')
+    restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), abstract)
+    return ocp.PyTreeCheckpointer().restore(folder, args=ocp.args.PyTreeRestore(
+        item=abstract, restore_args=restore_args, partial_restore=True))
 
   @staticmethod
   def _restore_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
