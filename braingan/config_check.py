@@ -25,7 +25,8 @@ BUDGET = ('epochs', 'keep_checkpoints', 'checkpoint_every', 'log_every_seconds',
 # did: a stored config lacking one compares as holding that value (resume, study cells), so
 # adding an option does not orphan every finished run. Any other value is a difference.
 ADDED_FIELDS = {'mode_seeking': 0.0, 'restore_best': 'val_loss', 'lr_decay_after_epoch': 0,
-                'select_generator': 'last', 'bn_recalibration_batches': 0}
+                'select_generator': 'last', 'bn_recalibration_batches': 0,
+                'lecam_weight': 0.0, 'lecam_decay': 0.99}
 
 
 # The metrics of braingan/eval/conditioning.py's `during_training` a GAN run may keep its best
@@ -137,6 +138,8 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ('optimizer.d_learning_rate', _non_negative, 'must be >= 0 (0 = optimizer.learning_rate)'),
     ('aux_weight', _non_negative, 'must be >= 0'),
     ('mode_seeking', _non_negative, 'must be >= 0'),
+    ('lecam_weight', _non_negative, 'must be >= 0 (0 = off)'),
+    ('lecam_decay', lambda x: 0.0 <= x < 1.0, 'must be in [0, 1)'),
     ('lr_decay_after_epoch', _non_negative, 'must be >= 0 (0 = constant learning rates)'),
     ('diffaug.probability', lambda x: 0.0 <= x <= 1.0, 'must be in [0, 1]'),
     ('diffaug.ada_target', lambda x: 0.0 <= x < 1.0, 'must be in [0, 1) (0 = off)'),

@@ -61,6 +61,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Mode seeking (MSGAN, Mao et al. 2019): weight of 1 / (|G(z1,y) - G(z2,y)| / |z1 - z2|) in G's
   # loss, over pairs of the batch given the same label; 0 = off (GANForge).
   config.mode_seeking = 0.0
+  # LeCam regularisation of D (Tseng et al. 2021, for limited data): weight of its term in D's
+  # loss (0 = off, GANForge; the authors use 0.3) and the decay of its anchors (moving averages
+  # of D's mean logit on reals and on fakes).
+  config.lecam_weight = 0.0
+  config.lecam_decay = 0.99
   # Both learning rates decay linearly over the epochs after this one (the last epoch trains at
   # 1 / (epochs - it + 1) of them; braingan/train/hooks.py LinearDecay); 0 = constant (GANForge).
   config.lr_decay_after_epoch = 0

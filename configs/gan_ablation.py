@@ -18,6 +18,8 @@ Variants, each a full GAN config (braingan/study/ablation.py trains, samples and
                            the preset (and + EMA) keeping its best judge-checked generator
   recommended_select_tac(_seed1, _seed2)
                            + a twin auxiliary head (TAC-GAN) against AC-GAN's bias to easy images
+  recommended_select_ms03(_seed1, _seed2), ..._wide(_seed1, _seed2), ..._lecam
+                           the kept preset with mode seeking 0.3; + G's widths doubled; + LeCam
 Every variant's images are also judged by a second judge (audit_judge_seed) that no GAN saw
 while training. The GANForge-architecture variants get the same number of steps as the
 reference (1,000: what the old reduced study gave it); the recommended preset its study budget (5,000 steps, in less
@@ -94,6 +96,16 @@ def get_config():
   v.recommended_select_tac = _variant(v.recommended_select, tac)
   for seed in (1, 2):
     v[f'recommended_select_tac_seed{seed}'] = _variant(v.recommended_select, {**tac, 'seed': seed})
+  # G is thin (8 channels at full resolution; ~1/3 of D's FLOPs): the kept mode-seeking preset
+  # with G's widths doubled, for more variety within a class (what CAS lacks).
+  wide = {'model.g_base_depth': 256, 'model.g_widths': (128, 64, 32, 16)}
+  v.recommended_select_ms03_wide = _variant(v.recommended_select_ms03, wide)
+  for seed in (1, 2):
+    v[f'recommended_select_ms03_wide_seed{seed}'] = _variant(v.recommended_select_ms03,
+                                                            {**wide, 'seed': seed})
+  # LeCam regularisation of D (Tseng et al. 2021: for GANs on limited data; the authors' 0.3)
+  # on the kept mode-seeking preset.
+  v.recommended_select_ms03_lecam = _variant(v.recommended_select_ms03, {'lecam_weight': 0.3})
   config.variants = v
   # A second judge (same architecture and data, this seed; -1: none) scores every variant's
   # images without ever having chosen a generator (config.select_generator uses the first).

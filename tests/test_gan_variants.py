@@ -82,6 +82,48 @@ def test_mode_seeking_enters_only_the_generator_loss_linearly():
   assert d1 == pytest.approx(d2, rel=1e-6)
   assert np.isfinite(g2) and g2 - g1 > 0   # the term: 1 / (image spread / latent spread)
 
+def test_lecam_term_by_hand():
+  real, fake = RNG.normal(size=(2, 16)).astype(np.float32)
+  want = np.mean(np.maximum(real - 0.3, 0) ** 2) + np.mean(np.maximum(-0.2 - fake, 0) ** 2)
+  np.testing.assert_allclose(losses.lecam(real, fake, -0.2, 0.3), want, rtol=1e-5)
+  # Scores on the right side of the other set's anchor cost nothing.
+  assert float(losses.lecam(jnp.full(4, -1.0), jnp.full(4, 1.0), 0.0, 0.0)) == 0.0
+
+
+def test_lecam_enters_the_discriminator_loss_with_its_anchors():
+  """After the first step the anchors hold (1 - decay) x D's mean logit on the real and the
+  fake batch (bias-corrected: the means themselves), the term is LeCam's formula on D's logits
+  computed here, and D's loss grows by weight x term."""
+  decay, weight = 0.5, 2.0
+  config = tiny_config(lecam_decay=decay)
+  recipe = gan.GANRecipe(config)
+  state = recipe.init_state()
+  assert state.lecam_anchors == {}    # off: the state is what runs before LeCam stored
+  g, d = state.generator, state.discriminator
+  batch = _batch(config, 8, seed=0)
+  z, _ = gan.step_randomness(g, 8, config.model.latent_dim)
+  fake = recipe.generator.apply({'params': g.params, 'batch_stats': g.batch_stats}, z,
+                                batch['label'], train=False)
+  score = lambda x: np.asarray(recipe.discriminator.apply(   # noqa: E731
+      {'params': d.params, 'batch_stats': d.batch_stats}, x, batch['label'], train=False)[0])
+  real_logits, fake_logits = score(batch['image']), score(fake)
+  want = losses.lecam(real_logits, fake_logits, real_logits.mean(), fake_logits.mean())
+  results = {}
+  for w in (0.0, weight):
+    trainer = trainer_for(tiny_config(lecam_decay=decay, lecam_weight=w))
+    new_state, metrics = trainer.step(trainer.initial_state(), batch)
+    results[w] = metrics
+  assert set(new_state.lecam_anchors) == {'real', 'fake'} and 'lecam' not in results[0.0]
+  np.testing.assert_allclose(new_state.lecam_anchors['real'], (1 - decay) * real_logits.mean(),
+                             rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(new_state.lecam_anchors['fake'], (1 - decay) * fake_logits.mean(),
+                             rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(results[weight]['lecam'], want, rtol=1e-4, atol=1e-6)
+  assert float(want) > 0
+  np.testing.assert_allclose(results[weight]['d_loss'] - results[0.0]['d_loss'],
+                             weight * float(want), rtol=1e-4, atol=1e-6)
+
+
 def _discriminator(parts, **kwargs):
   return cdcgan.Discriminator(image_size=32, widths=(8, 8, 8, 8, 8), embed_dim=4,
                               conditioning=conditioning.discriminator_parts(parts), **kwargs)

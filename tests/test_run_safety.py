@@ -49,6 +49,8 @@ INVALID = [
     ('gan', 'diffaug.ada_target', 0.6, 'config.diffaug.policy'),
     ('gan', 'select_generator', 'cond_kid', "config.select_generator='cond_kid'"),
     ('gan', 'select_generator', 'cond_fid', 'config.judge.run_dir'),   # nothing to select by
+    ('gan', 'lecam_weight', -0.1, 'config.lecam_weight'),
+    ('gan', 'lecam_decay', 1.0, 'config.lecam_decay'),
 ]
 
 
@@ -107,6 +109,8 @@ def test_a_field_added_since_the_run_compares_as_its_old_behaviour(tmp_path):
   assert config_check.is_added_default('config.mode_seeking', 0.0)
   assert not config_check.is_added_default('mode_seeking', 1.0)
   assert config_check.is_added_default('lr_decay_after_epoch', 0)
+  assert config_check.is_added_default('lecam_weight', 0.0)
+  assert not config_check.is_added_default('lecam_weight', 0.3)
   assert not config_check.is_added_default('epochs', 15)
 
 

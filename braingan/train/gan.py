@@ -58,6 +58,9 @@ class GANState:
   discriminator: TrainState
   ema_params: Any          # EMA of the generator's params ({} when config.ema.decay == 0)
   augment_p: jax.Array     # float32 []: per-op augmentation probability (ADA moves it)
+  # LeCam's anchors, moving averages of D's mean logit on reals and fakes before bias
+  # correction ({'real', 'fake'}; {} when config.lecam_weight == 0, as in runs that predate it).
+  lecam_anchors: Any = flax.struct.field(default_factory=dict)
 
 
 def check_layer_mode(layer_mode: str) -> str:
@@ -150,8 +153,10 @@ class GANRecipe(Recipe):
     d_state = TrainState.create(params=d_vars['params'], tx=tx, rng=d_key,
                                 batch_stats=d_vars.get('batch_stats', {}))
     ema = jax.tree.map(jnp.copy, g_state.params) if config.ema.decay > 0 else {}
+    anchors = ({'real': jnp.float32(0), 'fake': jnp.float32(0)}
+               if config.get('lecam_weight', 0.0) > 0 else {})
     return GANState(generator=g_state, discriminator=d_state, ema_params=ema,
-                    augment_p=jnp.float32(config.diffaug.probability))
+                    augment_p=jnp.float32(config.diffaug.probability), lecam_anchors=anchors)
 
   def hparams(self) -> dict[str, float]:
     opt = self.config.optimizer
@@ -246,10 +251,13 @@ class GANRecipe(Recipe):
       if self.auxiliary:
         loss = loss + aux_weight * losses.discriminator_class_loss(
             real_cls, fake_cls, labels, fake_labels, self.twin)
-      return loss, (stats, real_logits, fake_logits, real_cls)
+      anchors, lecam = self._lecam(state.lecam_anchors, real_logits, fake_logits, d.step)
+      if state.lecam_anchors:
+        loss = loss + config.lecam_weight * lecam
+      return loss, (stats, real_logits, fake_logits, real_cls, anchors, lecam)
 
-    (d_loss, (d_stats, real_logits, fake_logits, real_cls)), d_grads = jax.value_and_grad(
-        d_loss_fn, has_aux=True)(d.params)
+    (d_loss, (d_stats, real_logits, fake_logits, real_cls, anchors, lecam)), d_grads = (
+        jax.value_and_grad(d_loss_fn, has_aux=True)(d.params))
     d = d.apply_gradients(d_grads, hparams['d_learning_rate'], d_stats)
 
     def g_loss_fn(images):   # through the updated discriminator
@@ -270,7 +278,8 @@ class GANRecipe(Recipe):
     d = d.replace(batch_stats=d_stats)
     state = state.replace(generator=g, discriminator=d,
                           ema_params=self._ema(state.ema_params, g.params, g.step),
-                          augment_p=self._ada(state.augment_p, real_logits))
+                          augment_p=self._ada(state.augment_p, real_logits),
+                          lecam_anchors=anchors)
     metrics = {'d_loss': d_loss, 'g_loss': g_loss,
                'd_real': jnp.mean(jax.nn.sigmoid(real_logits)),   # mean D(x)
                'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits))}   # mean D(G(z)) before D's update
@@ -280,7 +289,23 @@ class GANRecipe(Recipe):
     if config.diffaug.ada_target > 0:
       metrics['augment_p'] = state.augment_p
       metrics['real_sign'] = jnp.mean(jnp.sign(real_logits))
+    if state.lecam_anchors:
+      metrics['lecam'] = lecam
     return state, metrics
+
+  def _lecam(self, anchors, real_logits, fake_logits, step):
+    """(updated anchors, LeCam term) at D's step `step`: the anchors move by this batch's mean
+    logits first (decay config.lecam_decay) and are bias-corrected as Adam's moments are, as
+    in the authors' code (zero-debiased moving averages); ({}, 0) when off."""
+    if not anchors:
+      return anchors, jnp.float32(0)
+    decay = self.config.lecam_decay
+    means = {'real': jnp.mean(real_logits), 'fake': jnp.mean(fake_logits)}
+    anchors = {k: decay * anchors[k] + (1.0 - decay) * jax.lax.stop_gradient(
+        means[k].astype(jnp.float32)) for k in anchors}
+    correction = 1.0 - decay ** (step.astype(jnp.float32) + 1.0)
+    return anchors, losses.lecam(real_logits, fake_logits, anchors['real'] / correction,
+                                 anchors['fake'] / correction)
 
   def _ema(self, ema, params, step):
     ema_cfg = self.config.ema

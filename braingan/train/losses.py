@@ -97,3 +97,15 @@ def mode_seeking(images_a: jax.Array, images_b: jax.Array, z_a: jax.Array, z_b: 
   ratio = (jnp.mean(jnp.abs(images_a.astype(jnp.float32) - images_b.astype(jnp.float32)))
            / jnp.mean(jnp.abs(z_a - z_b)))
   return 1.0 / (ratio + eps)
+
+
+def lecam(real_logits: jax.Array, fake_logits: jax.Array, real_anchor: jax.Array,
+          fake_anchor: jax.Array) -> jax.Array:
+  """LeCam regulariser (Tseng et al. 2021, "Regularizing GANs under limited data"):
+  mean(relu(D(x) - a_fake)^2) + mean(relu(a_real - D(G(z)))^2), the anchors a being moving
+  averages of D's mean logit on each side (GANRecipe keeps them). It pulls D's scores of reals
+  towards its past scores of fakes and back, so D cannot push the two apart without bound, the
+  way it overfits a small training set."""
+  real_logits, fake_logits = real_logits.astype(jnp.float32), fake_logits.astype(jnp.float32)
+  return (jnp.mean(jax.nn.relu(real_logits - fake_anchor) ** 2)
+          + jnp.mean(jax.nn.relu(real_anchor - fake_logits) ** 2))
