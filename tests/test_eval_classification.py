@@ -110,3 +110,12 @@ def test_classification_accuracy_score_is_labelled():
   cas = classification.classification_accuracy_score(y, probs, NAMES)
   assert cas['accuracy'] == pytest.approx(skm.accuracy_score(y, probs.argmax(1)))
   assert 'generated' in cas['note']
+
+
+def test_recall_per_class_matches_sklearn_and_marks_absent_classes():
+  rng = np.random.default_rng(3)
+  y_true, y_pred = rng.integers(0, 4, 60), rng.integers(0, 4, 60)
+  np.testing.assert_allclose(classification.recall_per_class(y_true, y_pred, 4),
+                             skm.recall_score(y_true, y_pred, labels=range(4), average=None))
+  recall = classification.recall_per_class([0, 0, 2, 2], [0, 1, 2, 2], 4)
+  assert recall[0] == 0.5 and recall[2] == 1.0 and np.isnan(recall[1]) and np.isnan(recall[3])

@@ -23,6 +23,14 @@ from sklearn import metrics as skm
 ECE_BINS = 15
 
 
+def recall_per_class(y_true, y_pred, num_classes: int) -> list[float]:
+  """Per class k: the share of items of true class k labelled k, nan where k never occurs
+  (scikit-learn's recall; the judge's recall on real images, CAS's recall per real class)."""
+  y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+  return [float(np.mean(y_pred[y_true == k] == k)) if np.any(y_true == k) else float('nan')
+          for k in range(num_classes)]
+
+
 def _as_inputs(y_true, probs, class_names):
   """Validates shapes and returns (y_true int64 [N], probs float64 [N,K] rows summing to 1)."""
   y_true = np.asarray(y_true).astype(np.int64).reshape(-1)

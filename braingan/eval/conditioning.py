@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from braingan.data import CLASSES, NUM_CLASSES
+from braingan.eval import classification
 from braingan.eval import gan_metrics
 from braingan.eval import inputs
 from braingan.eval import stats
@@ -43,8 +44,8 @@ class Judge:
 
   def val_recall(self) -> dict[str, float]:
     """Per class: the share of real validation images of it the judge labels right."""
-    return {c: float(np.mean(self.val_predicted[self.val.labels == k] == k))
-            for k, c in enumerate(CLASSES) if np.any(self.val.labels == k)}
+    recall = classification.recall_per_class(self.val.labels, self.val_predicted, NUM_CLASSES)
+    return {c: r for c, r in zip(CLASSES, recall) if not np.isnan(r)}
 
   @functools.cached_property
   def train(self) -> inputs.ImageSet:

@@ -27,6 +27,7 @@ import numpy as np
 
 from braingan import files
 from braingan.data import CLASSES
+from braingan.eval import classification
 from braingan.study import plan as plan_lib
 
 
@@ -108,8 +109,8 @@ def _test_scores(config, workdir: str, name: str):
   if not found:
     return None, [], None
   accuracies = [float(np.mean(p == t)) for p, t in found]
-  recall = [float(np.mean([np.mean(p[t == c] == c) if np.any(t == c) else np.nan
-                           for p, t in found])) for c in range(len(CLASSES))]
+  recall = np.mean([classification.recall_per_class(t, p, len(CLASSES)) for p, t in found], 0)
+  recall = [float(r) for r in recall]
   return float(np.mean(accuracies)), accuracies, recall
 
 
