@@ -126,6 +126,20 @@ def test_select_variant_is_the_preset_as_the_study_runs_it():
   assert variants.recommended_select.select_generator != 'last'
 
 
+def test_the_current_preset_is_a_recorded_variant_and_the_old_one_stays_pinned():
+  """The study's GAN (configs/study.py: cgan_conditioned as judge_selected) at the ablation's
+  budget is the variant recommended_select_ms03_wide, and 'recommended', which the recorded
+  variants build on, is the preset as it was (PREVIOUS_PRESET) whatever the preset becomes."""
+  from configs import study  # pylint: disable=import-outside-toplevel
+  variants = gan_ablation.get_config().variants
+  current = study.get_config().gan
+  current.steps_per_epoch, current.epochs = 100, 50
+  assert current.to_dict() == variants.recommended_select_ms03_wide.to_dict()
+  old = variants.recommended
+  assert (old.model.g_base_depth, tuple(old.model.g_widths), old.mode_seeking) == (
+      128, (64, 32, 16, 8), 0.0)
+
+
 def test_report_says_how_the_recorded_classifiers_kept_batchnorm_statistics(tmp_path):
   """From the scored cells' records, not the current config: mixed recipes are flagged, and a
   study's classifier cells in the same workdir (its 'cas' arm: clf/cas_f1_s0) are not read."""
