@@ -22,9 +22,9 @@ Variants, each a full GAN config (braingan/study/ablation.py trains, samples and
                            the kept preset with mode seeking 0.3; + G's widths doubled; + LeCam
 Every variant's images are also judged by a second judge (audit_judge_seed) that no GAN saw
 while training. The GANForge-architecture variants get the same number of steps as the
-reference (1,000: what the old reduced study gave it); the recommended preset its study budget (5,000 steps, in less
-wall time: its step is several times cheaper). Data, judge, CAS classifier and evaluation settings are
-configs/study_reduced.py's.
+reference (1,000: what the old reduced study gave it); the recommended preset its study budget
+(5,000 steps, in less wall time: its step is several times cheaper). Data, judge, CAS
+classifier and evaluation settings are configs/study_reduced.py's.
 """
 import ml_collections
 

@@ -2,8 +2,8 @@
 
 Why a second architecture: on the 2-core CPU the GANForge nets (braingan/models/cdcgan.py) take
 ~1 s per step at 64 px, so a 20-minute budget is ~1,000 steps, too few to learn the classes.
-This DCGAN-style pair is several times cheaper per step and carries the class (the recipe search behind
-configs/cgan_conditioned.py):
+This DCGAN-style pair is several times cheaper per step and carries the class (the recipe
+search behind configs/cgan_conditioned.py):
 
 Generator: z -> Dense -> 4x4xbase -> BatchNorm + ReLU -> [sub-pixel transposed conv 4x4/2 ->
   BatchNorm + ReLU] per width -> conv 3x3 -> tanh. BatchNorm normalises with batch statistics in
