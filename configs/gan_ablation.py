@@ -106,8 +106,8 @@ def get_config():
   wide = {'model.g_base_depth': 256, 'model.g_widths': (128, 64, 32, 16)}
   v.recommended_select_ms03_wide = _variant(v.recommended_select_ms03, wide)
   for seed in (1, 2):
-    v[f'recommended_select_ms03_wide_seed{seed}'] = _variant(v.recommended_select_ms03,
-                                                            {**wide, 'seed': seed})
+    v[f'recommended_select_ms03_wide_seed{seed}'] = _variant(v.recommended_select_ms03_wide,
+                                                            {'seed': seed})
   # LeCam regularisation of D (Tseng et al. 2021: for GANs on limited data; the authors' 0.3)
   # on the kept mode-seeking preset.
   v.recommended_select_ms03_lecam = _variant(v.recommended_select_ms03, {'lecam_weight': 0.3})

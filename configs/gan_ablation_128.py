@@ -1,5 +1,6 @@
-"""The recommended preset (and its wide-G, mode-seeking variant) at 128 px, the issue's longer run (the 64 px ablation's other
-variants are left out: on a 2-core CPU each 128 px GAN step costs ~4x a 64 px one).
+"""The kept preset and its wide-G, mode-seeking variant at 128 px, the issue's longer run (the
+64 px ablation's other variants are left out: on a 2-core CPU each 128 px GAN step costs ~4x a
+64 px one).
 
   python -m braingan.ablation --config=configs/gan_ablation_128.py --workdir=runs/ablation_128
 

@@ -68,6 +68,13 @@ def _leaf_names(tree: Any) -> set[str]:
           for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+def _restore_leaves(folder: epath.Path, abstract: Any) -> Any:
+  """The leaves of `abstract` (ShapeDtypeStructs with shardings) from a saved state folder."""
+  restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), abstract)
+  return ocp.PyTreeCheckpointer().restore(folder, args=ocp.args.PyTreeRestore(
+      item=abstract, restore_args=restore_args, partial_restore=True))
+
+
 class Checkpointer:
   """Saves / restores a pytree of arrays (e.g. a TrainState or {'gen':..., 'disc':...})."""
 
@@ -193,9 +200,7 @@ class Checkpointer:
           f'Checkpoint {folder} does not match the state to restore: missing on disk '
           f'{sorted(wanted - stored)[:5]}, not in the state {sorted(stored - wanted)[:5]} '
           '(a different config or model?).')
-    restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), abstract)
-    return ocp.PyTreeCheckpointer().restore(folder, args=ocp.args.PyTreeRestore(
-        item=abstract, restore_args=restore_args, partial_restore=True))
+    return _restore_leaves(folder, abstract)
 
   @staticmethod
   def _restore_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
@@ -307,8 +312,4 @@ class CheckpointReader:
         lambda x: _abstract_leaf(x if not isinstance(x, jax.ShapeDtypeStruct) or x.sharding
                                  else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)),
         target)
-    restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), abstract)
-    path = self._folder(best) / str(step) / 'state'
-    return ocp.PyTreeCheckpointer().restore(
-        path, args=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args,
-                                          partial_restore=True))
+    return _restore_leaves(self._folder(best) / str(step) / 'state', abstract)
