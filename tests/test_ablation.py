@@ -48,6 +48,8 @@ def test_tiny_ablation_writes_the_table(tmp_path):
     assert 'best_epoch' not in json.load(open(os.path.join(workdir, name, 'final_metrics.json')))
   report = open(os.path.join(workdir, 'ablation', 'report.md')).read()
   assert '| recommended |' in report and '../gan_eval/recommended/samples.png' in report
+  assert '](real_samples.png)' in report   # the reader's real reference grid
+  assert os.path.getsize(os.path.join(workdir, 'ablation', 'real_samples.png')) > 1000
   metrics = json.load(open(os.path.join(workdir, 'ablation', 'metrics.json')))
   v = metrics['variants']['recommended']
   assert 0.0 <= v['agreement']['point'] <= 1.0 and len(v['cas_per_seed']) == 2

@@ -177,3 +177,25 @@ def test_metrics_json_round_trip(tmp_path):
   del metrics['baseline']['per_class']['glioma']['specificity']
   with pytest.raises(ValueError, match='specificity'):
     report.write_metrics_json(str(tmp_path / 'bad.json'), metrics)
+
+
+def test_real_reference_grid_draws_each_row_from_its_class(tmp_path, monkeypatch):
+  # Image i is constant at value i, so a row's images name the indices drawn.
+  labels = np.array([0] * 12 + [1] * 3 + [2] * 9 + [3] * 10)
+  images = np.arange(len(labels), dtype=np.float32)[:, None, None, None] * np.ones((1, 16, 16, 1))
+  drawn = {}
+  real_grid = plots.class_sample_grid
+  def capture(rows, path, per_class):
+    drawn[path] = {name: np.rint(40 * imgs[:, 0, 0, 0]).astype(int).tolist()
+                   for name, imgs in rows.items()}
+    return real_grid(rows, path, per_class=per_class)
+  monkeypatch.setattr(plots, 'class_sample_grid', capture)
+  paths = [str(tmp_path / f'{i}.png') for i in range(3)]
+  for path, seed in zip(paths, (0, 0, 1)):
+    _check_png(plots.real_reference_grid(images / 40, labels, NAMES, path, seed=seed))
+  first = drawn[paths[0]]
+  for k, name in enumerate(NAMES):
+    assert all(labels[i] == k for i in first[name]), name
+    assert len(set(first[name])) == min(8, int(np.sum(labels == k)))
+  assert drawn[paths[1]] == first                # seeded: the same draw
+  assert drawn[paths[2]] != first                # another seed, another draw

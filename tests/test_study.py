@@ -81,6 +81,8 @@ def test_report_has_the_verdict_table_curve_and_gan_section(done_study):
   # The study's GAN is kept at its best judge check (cgan_conditioned.judge_selected).
   assert 'Generators kept at their best judge check' in report and 'epoch 1 of 1' in report
   assert os.path.getsize(os.path.join(workdir, 'report', 'fraction_curve.png')) > 5000
+  assert '](real_samples.png)' in report   # the reader's real reference for the GAN grids
+  assert os.path.getsize(os.path.join(workdir, 'report', 'real_samples.png')) > 1000
   overlap = json.load(open(os.path.join(workdir, 'external', 'overlap.json')))
   assert overlap['overlapping'] >= 1 and overlap['kept'] == 12
 
@@ -123,6 +125,9 @@ def test_evaluate_scores_the_test_split_like_sklearn(evaluation):
                                 skm.confusion_matrix(test.labels, pred, labels=range(4)))
   assert set(base['robustness']) >= {'clean', 'gaussian_noise', 'jpeg', 'rotation'}
   assert 'copy images of the study data' in saved['external_test']['note']
+  # The GAN section shows real training images beside the generated grid.
+  report = open(os.path.join(out, 'report.md')).read()
+  assert '(gan_samples.png)' in report and '(real_samples.png)' in report
 
 
 def test_evaluate_refuses_runs_on_different_splits(evaluation, tmp_path):

@@ -72,6 +72,9 @@ def evaluate_gan(config, *, baseline, data_cfg, manifest_path: str, val: inputs.
       'gan_samples': plots.class_sample_grid(
           {c: gen_images[gen_labels == k] for k, c in enumerate(CLASSES)},
           os.path.join(out, 'gan_samples.png')),
+      'real_samples': plots.real_reference_grid(
+          train.images, train.labels, CLASSES, os.path.join(out, 'real_samples.png'),
+          seed=config.seed),
       'nearest_neighbours': plots.nearest_neighbour_pairs(
           gen_images[[p['generated_index'] for p in pairs]],
           train.images[[p['train_index'] for p in pairs]],

@@ -217,3 +217,20 @@ def class_sample_grid(images_by_class: Mapping[str, np.ndarray], path: str,
   tiles = np.repeat(np.repeat(tiles, factor, axis=1), factor, axis=2)
   pixels = images_lib.grid(tiles, ncols, row_labels=[name for name, _ in rows])
   return images_lib.save_png(path, pixels)
+
+
+def real_reference_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                        path: str, *, seed: int, per_class: int = 8) -> str:
+  """The same layout as class_sample_grid, of real images drawn at random (seeded) per class.
+
+  A generated grid is judged by eye against real slices of its class (tumour location, no
+  mass in no-tumour rows, orientation mix); this puts that reference beside it in the report.
+  """
+  rng = np.random.default_rng(seed)
+  labels = np.asarray(labels)
+  rows = {}
+  for k, name in enumerate(class_names):
+    idx = np.nonzero(labels == k)[0]
+    rows[name] = images[np.sort(rng.choice(idx, min(per_class, len(idx)), replace=False))]
+  return class_sample_grid(rows, path, per_class=per_class)
+

@@ -35,6 +35,8 @@ FIGURE_CAPTIONS = {
     'reliability': 'Reliability diagram (calibration)',
     'predictions': 'Validation images, predicted vs true label (mistakes in red)',
     'gan_samples': 'Generated samples per class',
+    'real_samples': 'Real training images per class, drawn at random: the reference for the '
+                    'generated grid',
     'nearest_neighbours': 'Closest generated/training pairs in feature space',
 }
 
@@ -242,7 +244,7 @@ def _gan(gan: Mapping, fig) -> list[str]:
               f'{_num(mem["threshold"])}); for held-out real images that share is about '
               f'{mem["percentile"]:g}% by construction. Median nearest-train distance: '
               f'generated {_num(mem["gen_nn_median"])}, real held-out {_num(mem["real_nn_median"])}.', '']
-  return lines + fig('gan_samples') + fig('nearest_neighbours')
+  return lines + fig('gan_samples') + fig('real_samples') + fig('nearest_neighbours')
 
 
 # ----------------------------------------------------------------------------- writers

@@ -28,6 +28,7 @@ import numpy as np
 from braingan import files
 from braingan.data import CLASSES
 from braingan.eval import classification
+from braingan.study import gan_eval
 from braingan.study import plan as plan_lib
 
 
@@ -266,6 +267,7 @@ def write_report(config, workdir: str) -> dict:
            'FID/KID are in the judge\'s feature space on equal-size sets.' + second_text, '',
            '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']
+  lines += gan_eval.real_reference_lines(config, workdir, out)
   for name in config.variants:
     grid = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'samples.png')
     if os.path.exists(grid):

@@ -70,3 +70,17 @@ def run(config, workdir: str, cell: plan_lib.Cell) -> dict:
   overall = result['agreement']['overall']
   return {'agreement': overall['point'], 'fid': result['fid'],
           'judge_val_accuracy': result['judge_val_accuracy']}
+
+
+def real_reference_lines(config, workdir: str, out: str) -> list[str]:
+  """Writes <out>/real_samples.png, real training images in the sample grids' layout (a seeded
+  draw per class), and returns the report lines showing it: the reader's reference for
+  whether a generated row looks like its class (tumour location, no mass in no-tumour rows)."""
+  train = inputs.from_manifest(os.path.join(plan_lib.cell_dir(workdir, 'data'), 'manifest.csv'),
+                               'train', config.data)
+  plots.real_reference_grid(train.images, train.labels, CLASSES,
+                            os.path.join(out, 'real_samples.png'), seed=config.seed)
+  return ['### Real training images (the reference for the generated grids)', '',
+          f'Drawn at random per class (seed {config.seed}) from the training split.', '',
+          '![real training images](real_samples.png)', '']
+

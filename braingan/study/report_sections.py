@@ -5,6 +5,7 @@ import os
 
 from braingan import files
 from braingan.data import CLASSES
+from braingan.study import gan_eval
 from braingan.study import plan as plan_lib
 from braingan.study import report as rep
 
@@ -58,7 +59,7 @@ def _ratio_lines(rows: list[dict], config) -> list[str]:
               ['synthetic per real', 'batch share', 'Δ accuracy pp [95% CI]', 'p (t)'], table)
 
 
-def _gan_lines(workdir: str, cells: list[plan_lib.Cell]) -> list[str]:
+def _gan_lines(config, workdir: str, cells: list[plan_lib.Cell]) -> list[str]:
   lines = ['## The GANs: do their images carry their class?', '',
            'A judge classifier (its own run and seed, trained on the real training split only) '
            'labels 100s of generated images per class. FID/KID are computed in the judge\'s '
@@ -96,6 +97,9 @@ def _gan_lines(workdir: str, cells: list[plan_lib.Cell]) -> list[str]:
                   f'{100 * mem["fraction_below"]:.1f} % (median {mem["gen_nn_median"]:.3f} vs '
                   f'{mem["real_nn_median"]:.3f})'])
     lines += [f'![{cell.name}](../{m["figures"]["samples"]})', '']
+  if table:
+    lines += gan_eval.real_reference_lines(config, workdir,
+                                           plan_lib.cell_dir(workdir, 'report'))
   return lines + rep._table(['GAN (fraction)', 'class agreement % [95% CI] (chance 25)',
                              'per class %', 'judge val acc %', 'agreement / judge', 'FID',
                              'intra-class FID', 'closer to a train image than 5 % of real '
@@ -148,7 +152,7 @@ def document(config, workdir: str, cells, results, rows, missing, figures) -> li
               '*Test accuracy and macro-F1 vs the share of the training split, mean over seeds '
               'with 95 % t-intervals.*', '']
   lines += _ratio_lines(rows, config)
-  lines += _gan_lines(workdir, cells)
+  lines += _gan_lines(config, workdir, cells)
   if results:
     top = max(r['fraction'] for r in results)
     lines += [f'## Per class (fraction {top:g}, mean over seeds)', ''] + rep.per_class_lines(
