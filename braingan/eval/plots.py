@@ -233,4 +233,3 @@ def real_reference_grid(images: np.ndarray, labels: np.ndarray, class_names: Seq
     idx = np.nonzero(labels == k)[0]
     rows[name] = images[np.sort(rng.choice(idx, min(per_class, len(idx)), replace=False))]
   return class_sample_grid(rows, path, per_class=per_class)
-

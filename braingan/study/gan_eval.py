@@ -83,4 +83,3 @@ def real_reference_lines(config, workdir: str, out: str) -> list[str]:
   return ['### Real training images (the reference for the generated grids)', '',
           f'Drawn at random per class (seed {config.seed}) from the training split.', '',
           '![real training images](real_samples.png)', '']
-
