@@ -75,7 +75,7 @@ def _gan_lines(config, workdir: str, cells: list[plan_lib.Cell]) -> list[str]:
     lines += ['Generators kept at their best judge check (config.select_generator), not the '
               f'last epoch: {", ".join(kept)}. The same judge chose them, so their agreement '
               'below leans in their favour; the synthetic-only (CAS) arm does not.', '']
-  table = []
+  table, grids = [], []
   for cell in cells:
     if cell.kind != 'gan_eval':
       continue
@@ -96,14 +96,15 @@ def _gan_lines(config, workdir: str, cells: list[plan_lib.Cell]) -> list[str]:
                             if m['per_class'][c].get('fid')),
                   f'{100 * mem["fraction_below"]:.1f} % (median {mem["gen_nn_median"]:.3f} vs '
                   f'{mem["real_nn_median"]:.3f})'])
-    lines += [f'![{cell.name}](../{m["figures"]["samples"]})', '']
+    grids += [f'![{cell.name}](../{m["figures"]["samples"]})', '']
+  lines += rep._table(['GAN (fraction)', 'class agreement % [95% CI] (chance 25)',
+                       'per class %', 'judge val acc %', 'agreement / judge', 'FID',
+                       'intra-class FID', 'closer to a train image than 5 % of real '
+                       'val (pixels)'], table)
   if table:
     lines += gan_eval.real_reference_lines(config, workdir,
                                            plan_lib.cell_dir(workdir, 'report'))
-  return lines + rep._table(['GAN (fraction)', 'class agreement % [95% CI] (chance 25)',
-                             'per class %', 'judge val acc %', 'agreement / judge', 'FID',
-                             'intra-class FID', 'closer to a train image than 5 % of real '
-                             'val (pixels)'], table)
+  return lines + (['### Generated images (rows: intended class)', ''] + grids if grids else [])
 
 
 def _data_lines(workdir: str, config) -> list[str]:
