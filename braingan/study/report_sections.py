@@ -101,10 +101,10 @@ def _gan_lines(config, workdir: str, cells: list[plan_lib.Cell]) -> list[str]:
                        'per class %', 'judge val acc %', 'agreement / judge', 'FID',
                        'intra-class FID', 'closer to a train image than 5 % of real '
                        'val (pixels)'], table)
-  if table:
-    lines += gan_eval.real_reference_lines(config, workdir,
-                                           plan_lib.cell_dir(workdir, 'report'))
-  return lines + (['### Generated images (rows: intended class)', ''] + grids if grids else [])
+  if grids:   # the real reference only where there are generated grids to hold against it
+    lines += (gan_eval.real_reference_lines(config, workdir, plan_lib.cell_dir(workdir, 'report'))
+              + ['### Generated images (rows: intended class)', ''] + grids)
+  return lines
 
 
 def _data_lines(workdir: str, config) -> list[str]:
