@@ -63,7 +63,9 @@ def _ci(ci: Optional[Mapping], fmt=_pct) -> str:
   return '' if not ci else f' [{fmt(ci["low"])}, {fmt(ci["high"])}]'
 
 
-def _table(header, rows) -> list[str]:
+def markdown_table(header, rows) -> list[str]:
+  """A markdown table (then a blank line), cells as str(); every report here writes its tables
+  with it."""
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
   return lines + ['']
@@ -126,8 +128,8 @@ def _model_summary(comparison: Mapping) -> list[str]:
                  _num(m['macro_f1']) + _ci(boot.get('macro_f1'), _num),
                  _num(m.get('weighted_f1')), _num(m.get('roc_auc', {}).get('macro')),
                  _num(m.get('ece')), _num(m.get('log_loss'))])
-  return _table(['model', 'accuracy [95% CI]', 'macro-F1 [95% CI]', 'weighted F1',
-                 'ROC-AUC (macro, OvR)', 'ECE', 'log loss'], rows)
+  return markdown_table(['model', 'accuracy [95% CI]', 'macro-F1 [95% CI]', 'weighted F1',
+                        'ROC-AUC (macro, OvR)', 'ECE', 'log loss'], rows)
 
 
 def _difference(comparison: Mapping) -> list[str]:
@@ -136,8 +138,8 @@ def _difference(comparison: Mapping) -> list[str]:
     fmt = _pp if metric == 'accuracy' else (lambda x: f'{x:+.3f}')
     rows.append([metric, fmt(d['point']), f'[{fmt(d["low"])}, {fmt(d["high"])}]',
                  _pct(d.get('fraction_above_zero'), 0)])
-  lines = _table(['metric', 'augmented - baseline', '95% paired bootstrap CI',
-                  'resamples where augmented is higher'], rows) if rows else []
+  lines = markdown_table(['metric', 'augmented - baseline', '95% paired bootstrap CI',
+                          'resamples where augmented is higher'], rows) if rows else []
   t = comparison.get('mcnemar')
   if t:
     lines += [f'McNemar\'s test ({t["method"]}): b = {t["b"]} (baseline right, augmented wrong), '
@@ -156,15 +158,15 @@ def _per_class(m: Mapping, class_names) -> list[str]:
   for key, a in avg:
     rows.append([key.replace('_avg', ' avg'), _num(a['precision']), _num(a['recall']), '',
                  _num(a['f1']), '', sum(m['per_class'][n]['support'] for n in class_names)])
-  lines = _table(['class', 'precision', 'recall = sensitivity', 'specificity', 'F1',
-                  'ROC-AUC', 'support'], rows)
+  lines = markdown_table(['class', 'precision', 'recall = sensitivity', 'specificity', 'F1',
+                          'ROC-AUC', 'support'], rows)
   note = m.get('roc_auc', {}).get('note')
   return lines + ([f'Note: {note}.', ''] if note else [])
 
 
 def _confusion(m: Mapping, class_names) -> list[str]:
   rows = [[f'**{name}**'] + list(row) for name, row in zip(class_names, m['confusion_matrix'])]
-  return _table(['true \\ predicted'] + list(class_names), rows)
+  return markdown_table(['true \\ predicted'] + list(class_names), rows)
 
 
 def _robustness(comparison: Mapping) -> list[str]:
@@ -181,7 +183,7 @@ def _robustness(comparison: Mapping) -> list[str]:
       other = aug.get(name, {}).get(sev)
       rows.append([f'{name} {sev}', desc, _pct(acc), _pct(other),
                    _pp(other - acc) if other is not None else 'n/a'])
-  return ['### Robustness (accuracy under corruption)', ''] + _table(
+  return ['### Robustness (accuracy under corruption)', ''] + markdown_table(
       ['corruption / severity', 'parameter', 'baseline', 'augmented', 'difference'], rows)
 
 
@@ -221,7 +223,7 @@ def _gan(gan: Mapping, fig) -> list[str]:
                  f'{_num(c.get("kid_mean"), 4)} +/- {_num(c.get("kid_std"), 4)}',
                  c.get('n_real', ''), c.get('n_generated', '')])
   if rows:
-    lines += _table(['class', 'FID', 'KID', 'real', 'generated'], rows)
+    lines += markdown_table(['class', 'FID', 'KID', 'real', 'generated'], rows)
   if 'generated_accuracy' in gan:
     acc = gan['generated_accuracy']
     chance = 1.0 / len(CLASSES)

@@ -28,6 +28,7 @@ import numpy as np
 from braingan import files
 from braingan.data import CLASSES
 from braingan.eval import classification
+from braingan.eval import report as eval_report
 from braingan.study import gan_eval
 from braingan.study import plan as plan_lib
 
@@ -264,9 +265,8 @@ def write_report(config, workdir: str) -> dict:
            + _percentages(real_recall) + '; CAS is the mean over the '
            'same classifier seeds; both keep their last epoch, no selection on real '
            f'validation images; {_bn_text(config, workdir)}). Chance agreement is 25 %. '
-           'FID/KID are in the judge\'s feature space on equal-size sets.' + second_text, '',
-           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']
+           'FID/KID are in the judge\'s feature space on equal-size sets.' + second_text, '']
+  lines += eval_report.markdown_table(header, rows)
   lines += gan_eval.real_reference_lines(config, workdir, out)
   for name in config.variants:
     grid = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'samples.png')

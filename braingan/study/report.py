@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from braingan import files
 from braingan.data import CLASSES, NUM_CLASSES
 from braingan.eval import classification
+from braingan.eval import report as eval_report
 from braingan.eval import seeds as seeds_lib
 from braingan.eval import stats
 from braingan.study import plan as plan_lib
@@ -118,11 +119,6 @@ def _p(x) -> str:
   return 'n/a' if x is None else ('<0.001' if x < 0.001 else f'{x:.3f}')
 
 
-def _table(header, rows) -> list[str]:
-  return (['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] +
-          ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + [''])
-
-
 def verdict_table(rows: list[dict], main_per_real: float) -> list[str]:
   header = ['fraction', 'arm', 'seeds', 'test acc (arm / baseline)',
             'Δ accuracy pp [95% CI]', 'p (t, seeds)', 'p Holm', 'verdict',
@@ -142,7 +138,7 @@ def verdict_table(rows: list[dict], main_per_real: float) -> list[str]:
                 _p(t['accuracy']['p_value']), _p(t['accuracy'].get('p_holm')),
                 _verdict(t['accuracy'], t['mcnemar_p']), _interval(t['macro_f1']),
                 ', '.join(_p(p) for p in t['mcnemar_p']), ext_text])
-  return _table(header, out)
+  return eval_report.markdown_table(header, out)
 
 
 def curve_figure(results: list[dict], path: str) -> str:
@@ -186,7 +182,7 @@ def per_class_lines(results: list[dict], fraction: float) -> list[str]:
       spec = np.mean([x['per_class'][c]['specificity'] or 0.0 for x in m])
       cells.append(f'{sens:.2f} / {spec:.2f}')
     rows.append([arm] + cells + [f'{np.mean([x["ece"] for x in m]):.3f}'])
-  return _table(header, rows)
+  return eval_report.markdown_table(header, rows)
 
 
 def write(config, workdir: str, cells: list[plan_lib.Cell]) -> dict:

@@ -5,6 +5,7 @@ import os
 
 from braingan import files
 from braingan.data import CLASSES
+from braingan.eval import report as eval_report
 from braingan.study import gan_eval
 from braingan.study import plan as plan_lib
 from braingan.study import report as rep
@@ -55,7 +56,7 @@ def _ratio_lines(rows: list[dict], config) -> list[str]:
            for r in sorted(sweep, key=lambda r: r['per_real'])]
   return ['## Synthetic ratio', '', f'Augmented vs baseline at fraction '
           f'{config.ratio_sweep.fraction:g} (p uncorrected for the ratios other than the '
-          'main one).', ''] + rep._table(
+          'main one).', ''] + eval_report.markdown_table(
               ['synthetic per real', 'batch share', 'Δ accuracy pp [95% CI]', 'p (t)'], table)
 
 
@@ -97,10 +98,10 @@ def _gan_lines(config, workdir: str, cells: list[plan_lib.Cell]) -> list[str]:
                   f'{100 * mem["fraction_below"]:.1f} % (median {mem["gen_nn_median"]:.3f} vs '
                   f'{mem["real_nn_median"]:.3f})'])
     grids += [f'![{cell.name}](../{m["figures"]["samples"]})', '']
-  lines += rep._table(['GAN (fraction)', 'class agreement % [95% CI] (chance 25)',
-                       'per class %', 'judge val acc %', 'agreement / judge', 'FID',
-                       'intra-class FID', 'closer to a train image than 5 % of real '
-                       'val (pixels)'], table)
+  lines += eval_report.markdown_table(
+      ['GAN (fraction)', 'class agreement % [95% CI] (chance 25)', 'per class %',
+       'judge val acc %', 'agreement / judge', 'FID', 'intra-class FID',
+       'closer to a train image than 5 % of real val (pixels)'], table)
   if grids:   # the real reference only where there are generated grids to hold against it
     lines += (gan_eval.real_reference_lines(config, workdir, plan_lib.cell_dir(workdir, 'report'))
               + ['### Generated images (rows: intended class)', ''] + grids)
@@ -122,7 +123,8 @@ def _data_lines(workdir: str, config) -> list[str]:
            'the split. A few merged units:', '']
   lines += [f'- {", ".join(os.path.basename(p) for p in unit)}'
             for unit in summary['related_examples'][:4]]
-  lines += [''] + rep._table(['class', 'train', 'validation', 'test', 'skipped'], rows)
+  lines += [''] + eval_report.markdown_table(
+      ['class', 'train', 'validation', 'test', 'skipped'], rows)
   overlap = os.path.join(plan_lib.cell_dir(workdir, 'external'), 'overlap.json')
   if os.path.exists(overlap):
     o = files.read_json(overlap)
