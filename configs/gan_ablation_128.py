@@ -18,8 +18,10 @@ def get_config():
   config = gan_ablation.get_config()
   config.data.image_size = 128
   # The GANForge reference (configs/cgan.py, native at 128 px; its 1,000 steps), the kept
-  # preset, and the same with mode seeking 0.3 and G's widths doubled (the recommended preset).
-  names = ('ganforge', 'recommended_select', 'recommended_select_ms03_wide')
+  # preset, and the same with mode seeking 0.3 and G's widths doubled (the recommended preset),
+  # at GAN seeds 0 and 1.
+  names = ('ganforge', 'recommended_select', 'recommended_select_ms03_wide',
+           'recommended_select_ms03_wide_seed1')
   config.variants = ml_collections.ConfigDict({n: config.variants[n] for n in names})
   config.cas_large_pool_per_class = 0   # 10,000 images at 128 px: not on a CPU budget
   return config
