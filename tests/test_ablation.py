@@ -50,6 +50,12 @@ def test_tiny_ablation_writes_the_table(tmp_path):
   assert '| recommended |' in report and '../gan_eval/recommended/samples.png' in report
   assert '](real_samples.png)' in report   # the reader's real reference grid
   assert os.path.getsize(os.path.join(workdir, 'ablation', 'real_samples.png')) > 1000
+  # No generated grid, no real reference: the report is rewritten without either.
+  os.rename(os.path.join(workdir, 'gan_eval', 'recommended', 'samples.png'), str(tmp_path / 'g'))
+  ablation.write_report(config, workdir)
+  bare = open(os.path.join(workdir, 'ablation', 'report.md')).read()
+  assert '| recommended |' in bare and 'samples.png' not in bare
+  os.rename(str(tmp_path / 'g'), os.path.join(workdir, 'gan_eval', 'recommended', 'samples.png'))
   metrics = json.load(open(os.path.join(workdir, 'ablation', 'metrics.json')))
   v = metrics['variants']['recommended']
   assert 0.0 <= v['agreement']['point'] <= 1.0 and len(v['cas_per_seed']) == 2

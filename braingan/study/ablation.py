@@ -267,11 +267,12 @@ def write_report(config, workdir: str) -> dict:
            f'validation images; {_bn_text(config, workdir)}). Chance agreement is 25 %. '
            'FID/KID are in the judge\'s feature space on equal-size sets.' + second_text, '']
   lines += eval_report.markdown_table(header, rows)
-  lines += gan_eval.real_reference_lines(config, workdir, out)
-  for name in config.variants:
-    grid = os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'samples.png')
-    if os.path.exists(grid):
-      lines += [f'### {name}', '', f'![{name}](../gan_eval/{name}/samples.png)', '']
+  grids = [name for name in config.variants if os.path.exists(
+      os.path.join(plan_lib.cell_dir(workdir, f'gan_eval/{name}'), 'samples.png'))]
+  if grids:   # the real reference only where there are generated grids to hold against it
+    lines += gan_eval.real_reference_lines(config, workdir, out)
+  for name in grids:
+    lines += [f'### {name}', '', f'![{name}](../gan_eval/{name}/samples.png)', '']
   files.write_text(os.path.join(out, 'report.md'), '\n'.join(lines))
   files.write_json(os.path.join(out, 'metrics.json'), summary, default=float)
   return {'variants': len(summary['variants'])}
