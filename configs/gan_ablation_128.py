@@ -19,7 +19,8 @@ def get_config():
   config.data.image_size = 128
   # The GANForge reference (configs/cgan.py, native at 128 px; its 1,000 steps), the kept
   # preset, and the same with mode seeking 0.3 and G's widths doubled (the recommended preset),
-  # at GAN seeds 0 and 1.
+  # at GAN seeds 0 and 1. Measured (2-core CPU, README): the preset's agreement 78.8 / 66.5 %,
+  # CAS x0.84 / x0.83, FID 55.6 / 85.4 at seeds 0 / 1 (GANForge: 34.8 %, x0.13, 62.0).
   names = ('ganforge', 'recommended_select', 'recommended_select_ms03_wide',
            'recommended_select_ms03_wide_seed1')
   config.variants = ml_collections.ConfigDict({n: config.variants[n] for n in names})
